@@ -1,0 +1,3 @@
+"""AiiDA plugin for machine-learned-potential campaigns."""
+
+__version__ = "0.1.0"
