@@ -63,7 +63,10 @@ class Frame:
 
     @property
     def volume(self) -> float:
-        return abs(float(np.linalg.det(self.cell)))
+        # Triple product, not np.linalg.det: det goes through LU/log and returns 7.999999999999998
+        # for a 2 Å cube, which would leak into every virial written as -V * stress.
+        a, b, c = self.cell
+        return abs(float(np.dot(a, np.cross(b, c))))
 
     @property
     def virial(self) -> np.ndarray | None:

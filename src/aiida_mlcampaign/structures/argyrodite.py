@@ -1,0 +1,335 @@
+"""Ordered 56-atom model of the cubic argyrodite A7BX6 (Cu7PS6 by default).
+
+Pure ASE/numpy; no AiiDA import.
+
+Prototype
+---------
+High-temperature argyrodite, space group F-43m (No. 216), origin as in the Cu7PS6 / Ag8GeS6
+literature (e.g. Kuhs, Nitsche & Scheunemann, Mater. Res. Bull. 14 (1979) 241; Gaudin et al.,
+Acta Cryst. B56 (2000) 402 for gamma-Cu7PSe6). Four formula units per conventional cell:
+
+====================  =======  ======================  ===========================================
+species               Wyckoff  coordinates             role
+====================  =======  ======================  ===========================================
+B (``center``, P)     4b       (1/2, 1/2, 1/2)         centre of the BX4 tetrahedra
+X (``anion``, S)      16e      (x, x, x), x = 0.62     the four X of each BX4 tetrahedron
+X (``free_anions[0]``) 4a      (0, 0, 0)               "free" X2- not bonded to B
+X (``free_anions[1]``) 4c      (1/4, 1/4, 1/4)         "free" X2- not bonded to B
+A (``mobile``, Cu)    mixed    see below               28 of the partially occupied cation sites
+====================  =======  ======================  ===========================================
+
+In Cu7PS6 (= Cu7(PS4)S2) and Ag8GeS6 both free-anion sites (4a and 4c) hold S; for a
+Li6PS5Cl-like model pass ``free_anions=('Cl', 'S')``.
+
+Mobile-cation sites
+-------------------
+In the disordered high-temperature phase the A cations are smeared over three kinds of voids of
+the anion framework. The candidate pool used here puts one site at the centre of each void (the
+values below are for the default x(16e) = 0.62; distances at a = 9.65 Å):
+
+* 24g (x, 1/4, 1/4), x = 0.02: centre of the triangle S(4c) + 2 S(16e); trigonal planar,
+  A-X = 2.22, 2.23, 2.23 Å. (The older model in the shared notes used x = 0.04, which puts A
+  only 2.03 Å from S(4c); x = 0.02 balances the three bonds.)
+* 48h (x, x, z), x = 0.32, z = 0.02: the tetrahedron S(4c) + S(4a) + 2 S(16e) sharing its faces
+  with two 24g triangles; A-X = 2.42-2.44 Å.
+* 16e (x, x, x), x = 0.86 (= -0.14): the tetrahedron 3 S(16e) + S(4a); A-X = 2.33 (x3), 2.34 Å.
+  (The older model used x = 0.85 with only four of these sites.)
+
+The pool has 24 + 48 + 16 = 88 sites, many of them < 1 Å apart, so only an ordered subset can be
+filled. ``n_mobile`` (28) sites are chosen to **maximise the minimum A-A distance** (lexicographic
+tie-break: fewest pairs at that minimum), by a deterministic seeded multi-start farthest-point
+construction followed by swap descent (:func:`select_mobile_sites`). The search works on fractional
+coordinates of the cubic cell, so the selection is independent of ``a`` and of the species.
+
+With the defaults it returns 8 Cu on 24g, 16 on 48h and 4 on 16e, and every S(4a) and S(4c)
+gets Cu neighbours. An exact maximum-independent-set check at the next larger A-A distance found
+no 28-site set, so a min A-A of 0.2859 a (2.759 Å at a = 9.65 Å) is optimal for this pool.
+
+Minimum distances of the default Cu7PS6 model (a = 9.65 Å, seed 0), per pair:
+
+=======  ========  =========================================
+pair     min (Å)   threshold max(1.8, 0.8 x sum of radii)
+=======  ========  =========================================
+Cu-Cu    2.759     2.112
+Cu-P     2.935     1.912
+Cu-S     2.225     1.896
+P-S      2.006     1.800
+S-S      3.275     1.800
+P-P      6.824     1.800
+=======  ========  =========================================
+
+P has exactly four S at 2.006 Å (ideal PS4 tetrahedra; the experimental P-S is ~2.04 Å).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ase import Atoms
+from ase.data import atomic_numbers, covalent_radii
+from ase.spacegroup import Spacegroup
+
+__all__ = ['build_argyrodite', 'select_mobile_sites', 'pair_minimum_distances', 'check_pair_distances']
+
+SPACEGROUP = 216  # F-43m
+
+DEFAULT_SITE_PARAMETERS = {
+    'x_16e': 0.62,  # anion 16e (x, x, x) of the BX4 tetrahedra
+    'x_24g': 0.02,  # mobile 24g (x, 1/4, 1/4), trigonal
+    'xz_48h': (0.32, 0.02),  # mobile 48h (x, x, z), tetrahedral
+    'x_16e_mobile': 0.86,  # mobile 16e (x, x, x), tetrahedral around the 4a anion
+}
+
+
+def _validate_symbol(field: str, symbol) -> str:
+    if not isinstance(symbol, str) or symbol not in atomic_numbers or atomic_numbers[symbol] == 0:
+        raise ValueError(f'{field}: unknown element symbol {symbol!r}')
+    return symbol
+
+
+def _validate_fraction(field: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{field}: expected a number, got {value!r}') from None
+    if not math.isfinite(value):
+        raise ValueError(f'{field}: must be finite, got {value}')
+    return value
+
+
+def _orbit(position) -> np.ndarray:
+    """All positions in the conventional F-43m cell equivalent to ``position`` (fractional, [0, 1))."""
+    sites, _ = Spacegroup(SPACEGROUP).equivalent_sites([position], symprec=1e-4)
+    return np.mod(np.round(sites, 12), 1.0)
+
+
+def _cubic_distance_matrix(frac_a: np.ndarray, frac_b: np.ndarray | None = None) -> np.ndarray:
+    """Minimum-image distances in units of the cubic lattice parameter."""
+    other = frac_a if frac_b is None else frac_b
+    delta = frac_a[:, None, :] - other[None, :, :]
+    delta -= np.round(delta)
+    return np.sqrt((delta**2).sum(-1))
+
+
+def _key(selected: np.ndarray, dist: np.ndarray) -> tuple[float, int]:
+    sub = dist[np.ix_(selected, selected)]
+    dmin = sub.min()
+    count = int(np.count_nonzero(sub < dmin + 1e-9)) // 2
+    return (round(float(dmin), 9), -count)
+
+
+def _farthest_point(start: int, n: int, dist: np.ndarray, rng: np.random.Generator) -> list[int]:
+    chosen = [start]
+    nearest = dist[start].copy()
+    for _ in range(n - 1):
+        nearest[chosen] = -1.0
+        best = nearest.max()
+        ties = np.flatnonzero(nearest > best - 1e-9)
+        pick = int(ties[rng.integers(len(ties))])
+        chosen.append(pick)
+        nearest = np.minimum(nearest, dist[pick])
+    return chosen
+
+
+def _swap_descent(chosen: list[int], dist: np.ndarray, rng: np.random.Generator, max_iter: int) -> list[int]:
+    """Move one atom of a closest pair to the free site farthest from the rest while the key does not drop."""
+    chosen = sorted(chosen)
+    key = _key(np.array(chosen), dist)
+    n_pool = len(dist)
+    stale = 0
+    for _ in range(max_iter):
+        sel = np.array(chosen)
+        sub = dist[np.ix_(sel, sel)]
+        i, j = np.unravel_index(np.argmin(sub), sub.shape)
+        out = int(sel[i] if rng.random() < 0.5 else sel[j])
+        rest = sel[sel != out]
+        free = np.setdiff1d(np.arange(n_pool), sel)
+        nearest = dist[np.ix_(free, rest)].min(axis=1)
+        ties = free[nearest > nearest.max() - 1e-9]
+        new = int(ties[rng.integers(len(ties))])
+        trial = sorted([*rest.tolist(), new])
+        trial_key = _key(np.array(trial), dist)
+        if trial_key > key:
+            chosen, key, stale = trial, trial_key, 0
+        elif trial_key == key:
+            chosen, stale = trial, stale + 1
+            if stale > 50:
+                break
+        else:
+            stale += 1
+            if stale > 50:
+                break
+    return chosen
+
+
+@functools.lru_cache(maxsize=64)
+def _select_cached(pool_key: tuple, n_mobile: int, seed: int, n_starts: int, max_iter: int) -> tuple[int, ...]:
+    pool = np.array(pool_key, dtype=float).reshape(-1, 3)
+    dist = _cubic_distance_matrix(pool)
+    np.fill_diagonal(dist, np.inf)
+    rng = np.random.default_rng(seed)
+    best, best_key = None, None
+    for _ in range(n_starts):
+        start = int(rng.integers(len(pool)))
+        chosen = _swap_descent(_farthest_point(start, n_mobile, dist, rng), dist, rng, max_iter)
+        key = _key(np.array(chosen), dist)
+        if best_key is None or key > best_key:
+            best, best_key = chosen, key
+    return tuple(sorted(best))
+
+
+def select_mobile_sites(pool: np.ndarray, n_mobile: int, *, seed: int = 0, n_starts: int = 24,
+                        max_iter: int = 400) -> np.ndarray:
+    """Indices of ``n_mobile`` pool sites (fractional, cubic cell) maximising the minimum pair distance.
+
+    Deterministic for a given ``seed``: multi-start (``n_starts``) farthest-point construction from
+    seeded random start sites, each followed by swap descent; the best set by (minimum distance,
+    fewest pairs at that distance) wins. Returned indices are sorted.
+    """
+    pool = np.asarray(pool, dtype=float)
+    if pool.ndim != 2 or pool.shape[1] != 3:
+        raise ValueError(f'pool: expected an (N, 3) array of fractional positions, got shape {pool.shape}')
+    if not 1 <= n_mobile <= len(pool):
+        raise ValueError(f'n_mobile: must be between 1 and the pool size {len(pool)}, got {n_mobile}')
+    if n_mobile == 1:
+        return np.array([0])
+    key = tuple(np.round(pool, 10).ravel().tolist())
+    return np.array(_select_cached(key, int(n_mobile), int(seed), int(n_starts), int(max_iter)))
+
+
+def pair_minimum_distances(atoms: Atoms) -> dict[tuple[str, str], float]:
+    """Minimum-image minimum distance per unordered species pair (symbols sorted), in Å.
+
+    Self-image distances (an atom and its own periodic copy) count for the like-species pair.
+    """
+    from ase.geometry import get_distances
+
+    symbols = np.array(atoms.get_chemical_symbols())
+    _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    np.fill_diagonal(dist, np.inf)
+    if atoms.pbc.any():
+        lattice = np.array([np.linalg.norm(v) for v, p in zip(atoms.cell, atoms.pbc) if p])
+        self_image = lattice.min() if len(lattice) else np.inf
+    else:
+        self_image = np.inf
+    result = {}
+    species = sorted(set(symbols))
+    for ia, sa in enumerate(species):
+        for sb in species[ia:]:
+            sub = dist[np.ix_(symbols == sa, symbols == sb)]
+            value = float(sub.min()) if sub.size else np.inf
+            if sa == sb:
+                value = min(value, float(self_image))
+            result[(sa, sb)] = value
+    return result
+
+
+def pair_threshold(symbol_a: str, symbol_b: str, factor: float = 0.8, floor: float = 1.8) -> float:
+    """``max(floor, factor * (r_cov(a) + r_cov(b)))`` with ASE covalent radii, in Å."""
+    radii = covalent_radii[atomic_numbers[symbol_a]] + covalent_radii[atomic_numbers[symbol_b]]
+    return max(float(floor), float(factor) * float(radii))
+
+
+def check_pair_distances(atoms: Atoms, factor: float = 0.8, floor: float = 1.8) -> dict[tuple[str, str], float]:
+    """Raise ``ValueError`` if any pair is closer than :func:`pair_threshold`; return the per-pair minima."""
+    minima = pair_minimum_distances(atoms)
+    for (sa, sb), value in minima.items():
+        threshold = pair_threshold(sa, sb, factor, floor)
+        if value < threshold:
+            raise ValueError(
+                f'structure: minimum {sa}-{sb} distance {value:.3f} Å is below the threshold {threshold:.3f} Å '
+                f'(max({floor}, {factor} x sum of covalent radii)); check the lattice parameter and site parameters'
+            )
+    return minima
+
+
+def build_argyrodite(
+    a: float = 9.65,
+    *,
+    mobile: str = 'Cu',
+    center: str = 'P',
+    anion: str = 'S',
+    free_anions: tuple[str, str] | None = None,
+    n_mobile: int = 28,
+    x_16e: float = DEFAULT_SITE_PARAMETERS['x_16e'],
+    x_24g: float = DEFAULT_SITE_PARAMETERS['x_24g'],
+    xz_48h: tuple[float, float] = DEFAULT_SITE_PARAMETERS['xz_48h'],
+    x_16e_mobile: float = DEFAULT_SITE_PARAMETERS['x_16e_mobile'],
+    seed: int = 0,
+    distance_factor: float = 0.8,
+    distance_floor: float = 1.8,
+) -> Atoms:
+    """Ordered conventional-cell argyrodite ``mobile``7 ``center`` ``anion``6 (Cu28P4S24 by default).
+
+    :param a: cubic lattice parameter in Å (Cu7PS6: ~9.65 Å; Ag7PSe6: ~10.9 Å; Cu7PSe6: ~10.1 Å).
+    :param mobile: species of the mobile cation A, ordered over 24g/48h/16e (see module docstring).
+    :param center: species B on 4b, centre of the BX4 tetrahedra.
+    :param anion: species X on 16e (the BX4 tetrahedra); also the default free anion.
+    :param free_anions: species on (4a, 4c); default ``(anion, anion)``.
+    :param n_mobile: number of A atoms in the cell (28 for A7BX6; 32 would be A8BX6 and usually fails
+        the distance check with this pool).
+    :param x_16e, x_24g, xz_48h, x_16e_mobile: free Wyckoff parameters.
+    :param seed: seed of the deterministic ordering search; different seeds may give different,
+        equally good orderings.
+    :param distance_factor, distance_floor: every pair must be at least
+        ``max(distance_floor, distance_factor * (r_cov_i + r_cov_j))`` apart, else ``ValueError``.
+    :returns: ``ase.Atoms`` with a cubic cell, ``pbc=True``, atoms in the order A, B, X(16e), X(4a),
+        X(4c), and a per-atom string array ``'wyckoff'`` naming the site of each atom.
+    """
+    a = _validate_fraction('a', a)
+    if not a > 0:
+        raise ValueError(f'a: the lattice parameter must be positive, got {a}')
+    mobile = _validate_symbol('mobile', mobile)
+    center = _validate_symbol('center', center)
+    anion = _validate_symbol('anion', anion)
+    if free_anions is None:
+        free_anions = (anion, anion)
+    if isinstance(free_anions, str) or len(free_anions) != 2:
+        raise ValueError(f'free_anions: expected two symbols for (4a, 4c), got {free_anions!r}')
+    free_4a = _validate_symbol('free_anions[0]', free_anions[0])
+    free_4c = _validate_symbol('free_anions[1]', free_anions[1])
+    if isinstance(n_mobile, bool) or not isinstance(n_mobile, (int, np.integer)):
+        raise ValueError(f'n_mobile: expected an integer, got {n_mobile!r}')
+    x_16e = _validate_fraction('x_16e', x_16e)
+    x_24g = _validate_fraction('x_24g', x_24g)
+    if len(xz_48h) != 2:
+        raise ValueError(f'xz_48h: expected (x, z), got {xz_48h!r}')
+    x_48h = _validate_fraction('xz_48h', xz_48h[0])
+    z_48h = _validate_fraction('xz_48h', xz_48h[1])
+    x_16e_mobile = _validate_fraction('x_16e_mobile', x_16e_mobile)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f'seed: expected a non-negative integer, got {seed!r}')
+
+    framework = [
+        ('4b', center, _orbit((0.5, 0.5, 0.5))),
+        ('16e', anion, _orbit((x_16e, x_16e, x_16e))),
+        ('4a', free_4a, _orbit((0.0, 0.0, 0.0))),
+        ('4c', free_4c, _orbit((0.25, 0.25, 0.25))),
+    ]
+    pool_parts = [
+        ('24g', _orbit((x_24g, 0.25, 0.25))),
+        ('48h', _orbit((x_48h, x_48h, z_48h))),
+        ('16e', _orbit((x_16e_mobile,) * 3)),
+    ]
+    pool = np.vstack([part for _, part in pool_parts])
+    pool_labels = [label for label, part in pool_parts for _ in range(len(part))]
+    if not 1 <= n_mobile <= len(pool):
+        raise ValueError(f'n_mobile: must be between 1 and {len(pool)}, got {n_mobile}')
+    chosen = select_mobile_sites(pool, int(n_mobile), seed=int(seed))
+
+    symbols = [mobile] * len(chosen)
+    frac = [pool[chosen]]
+    labels = [pool_labels[i] for i in chosen]
+    for label, symbol, sites in framework:
+        symbols += [symbol] * len(sites)
+        frac.append(sites)
+        labels += [label] * len(sites)
+
+    atoms = Atoms(symbols=symbols, scaled_positions=np.vstack(frac), cell=np.eye(3) * a, pbc=True)
+    atoms.new_array('wyckoff', np.array(labels, dtype='<U4'))
+    atoms.info['prototype'] = 'argyrodite F-43m (ordered)'
+    check_pair_distances(atoms, factor=distance_factor, floor=distance_floor)
+    return atoms

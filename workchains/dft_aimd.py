@@ -1,0 +1,277 @@
+"""``mlcampaign.dft.aimd``: Born-Oppenheimer MD with pw.x in restartable segments.
+
+A long AIMD run is the classic seed of a training set, and the first thing a cluster's walltime
+kills. Running it as a chain of short PwBaseWorkChains (segments) means a crash, a walltime or a
+daemon restart costs at most one segment; each finished segment is checkpointed in the graph.
+
+How segments continue (measured with QE 6.7):
+
+* NVE (``thermostat='initial'``: random velocities at ``temperature`` once, then no control): the next
+  segment starts from the geometry after the last Verlet move with ``ion_velocities='from_input'`` and
+  velocities reconstructed from the last two geometries and the last forces. The continued energies match
+  an uninterrupted run to 1e-6 Ry.
+* With a thermostat (``berendsen``, ``svr``, ``rescaling``, ``andersen``): pw.x 6.7 returns NaN
+  temperatures when a thermostat is combined with input velocities, so each segment draws fresh
+  Maxwell-Boltzmann velocities at ``temperature``: the segment boundary acts as an Andersen collision.
+  That samples the canonical ensemble, which is what a training set needs, but it is not a trajectory for
+  dynamical properties (use MLP MD for those).
+
+aiida-quantumespresso's MD parsing: frame i of ``output_trajectory`` is the geometry of SCF i, with
+its energy and forces; ``output_structure`` is the geometry after the last move and has no labels; the
+temperature is read here from stdout.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida.plugins import WorkflowFactory
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_mlcampaign.calculations.training_set import training_set_from_pw
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.formats.qe import RY_TIME_IN_FS, continuation_velocities, read_md_thermo
+from aiida_mlcampaign.workchains import dft_common
+
+PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
+
+THERMOSTATS = ('initial', 'berendsen', 'svr', 'rescaling', 'andersen')
+
+
+def _positive(name, kind=float):
+    def validator(value, _):
+        if value is not None and not kind(value.value) > 0:
+            return f'{name}: must be positive, got {value.value}'
+
+    return validator
+
+
+def validate_thermostat(value, _):
+    if value is not None and value.value not in THERMOSTATS:
+        return f'thermostat: {value.value!r} is not one of {THERMOSTATS}'
+
+
+def validate_inputs(inputs, _):
+    if 'structure' not in inputs or 'pseudo_family' not in inputs:
+        return None
+    try:
+        family = dft_common.load_family(inputs['pseudo_family'].value)
+    except ValueError as exception:
+        return str(exception)
+    problems = dft_common.structure_problems(inputs['structure'], family, 0.5)
+    if problems:
+        return 'structure: ' + '; '.join(problems)
+    steps = inputs['steps'].value
+    equilibration = inputs['equilibration_steps'].value if 'equilibration_steps' in inputs else 0
+    if equilibration < 0:
+        return f'equilibration_steps: must be >= 0, got {equilibration}'
+    if equilibration >= steps:
+        return f'equilibration_steps: {equilibration} drops every one of the {steps} steps'
+
+
+@calcfunction
+def join_md_thermo(**retrieved) -> orm.ArrayData:
+    """Temperature, kinetic and conserved energy of every step of every segment, in segment order."""
+    columns = {'temperature': [], 'kinetic_energy': [], 'conserved_energy': []}
+    for key in sorted(retrieved):
+        thermo = read_md_thermo(retrieved[key].base.repository.get_object_content('aiida.out'))
+        for name in columns:
+            columns[name].append(thermo[name])
+    array = orm.ArrayData()
+    for name, parts in columns.items():
+        array.set_array(name, np.concatenate(parts) if parts else np.array([]))
+    array.base.attributes.set('units', {'temperature': 'K', 'kinetic_energy': 'eV', 'conserved_energy': 'eV'})
+    return array
+
+
+class DftAimdWorkChain(ProtocolMixin, WorkChain):
+    """Run AIMD with pw.x in segments and return every ``every``-th frame after equilibration."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(
+            PwBaseWorkChain, namespace='dft', exclude=('pw.structure', 'pw.pseudos'),
+            namespace_options={'help': 'Shared PwBaseWorkChain inputs; MD keywords are set by this work chain.'},
+        )
+        spec.input('structure', valid_type=orm.StructureData, help='Starting geometry.')
+        spec.input('pseudo_family', valid_type=orm.Str, help='Pseudopotential family with recommended cutoffs.')
+        spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(4e-10),
+                   help='SCF threshold per atom in Ry.')
+        spec.input('temperature', valid_type=orm.Float, validator=_positive('temperature'),
+                   help='Target (and initial) ionic temperature in K.')
+        spec.input('steps', valid_type=orm.Int, validator=_positive('steps', int),
+                   help='Total number of MD steps (= SCF calculations) over all segments.')
+        spec.input('time_step', valid_type=orm.Float, validator=_positive('time_step'),
+                   help='MD time step in fs (converted to pw.x Rydberg time units).')
+        spec.input('segment_steps', valid_type=orm.Int, default=lambda: orm.Int(50),
+                   validator=_positive('segment_steps', int),
+                   help='Steps per pw.x run; a crash loses at most one segment.')
+        spec.input('thermostat', valid_type=orm.Str, default=lambda: orm.Str('berendsen'),
+                   validator=validate_thermostat,
+                   help="pw.x ion_temperature: 'initial' gives NVE with exact continuation, the others a "
+                        'thermostat with fresh velocities at each segment start.')
+        spec.input('thermostat_steps', valid_type=orm.Int, default=lambda: orm.Int(10),
+                   help='pw.x nraise: thermostat relaxation time in steps (berendsen, svr) or rescaling period.')
+        spec.input('equilibration_steps', valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help='Steps dropped from the start before frames are kept.')
+        spec.input('every', valid_type=orm.Int, default=lambda: orm.Int(1), validator=_positive('every', int),
+                   help='Keep every k-th step after equilibration.')
+        spec.input('origin', valid_type=orm.Str, default=lambda: orm.Str('dft-aimd'),
+                   help='Tag stored with every frame.')
+        spec.inputs.validator = validate_inputs
+        spec.outline(
+            cls.setup,
+            while_(cls.has_steps_left)(cls.run_segment, cls.inspect_segment),
+            cls.collect,
+        )
+        spec.output('training_set', valid_type=TrainingSetData, help='Kept frames with energy, forces, stress, T.')
+        spec.output('thermo', valid_type=orm.ArrayData, help='Temperature and energies of every step.')
+        spec.output('final_structure', valid_type=orm.StructureData,
+                    help='Geometry after the last MD move, to start further MD.')
+        spec.output('dft_settings', valid_type=orm.Dict, help='The DFT settings of every segment.')
+        spec.exit_code(310, 'ERROR_NO_FRAMES_KEPT', message='No frame is left after equilibration and thinning.')
+        spec.exit_code(410, 'ERROR_SEGMENT_FAILED', message='MD segment {index} failed with exit status {status}.')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        from importlib.resources import files
+
+        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / 'dft_aimd.yaml'))
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, *, temperature, steps, protocol=None, overrides=None,
+                                  options=None, pseudo_family=None, **_):
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        family_label = pseudo_family or inputs['pseudo_family']
+        dft_inputs = dft_common.dft_builder_inputs(
+            code, [structure], pseudo_family=family_label, qe_protocol=inputs['qe_protocol'],
+            stringency=inputs.get('cutoff_stringency'), overrides=inputs.get('dft', {}), options=options,
+        )
+        conv_thr_per_atom = dft_inputs.pop('conv_thr_per_atom')
+        builder = cls.get_builder()
+        builder.dft = dft_inputs
+        builder.structure = structure
+        builder.pseudo_family = orm.Str(family_label)
+        builder.conv_thr_per_atom = orm.Float(conv_thr_per_atom)
+        builder.temperature = orm.Float(temperature)
+        builder.steps = orm.Int(steps)
+        builder.time_step = orm.Float(inputs['time_step'])
+        builder.segment_steps = orm.Int(inputs['segment_steps'])
+        builder.thermostat = orm.Str(inputs['thermostat'])
+        builder.equilibration_steps = orm.Int(inputs['equilibration_steps'])
+        builder.every = orm.Int(inputs['every'])
+        builder.origin = orm.Str(inputs['origin'])
+        return builder
+
+    def setup(self):
+        self.ctx.steps_done = 0
+        self.ctx.segments = []
+        self.ctx.structure = self.inputs.structure
+        self.ctx.velocities = None
+        self.ctx.family = dft_common.load_family(self.inputs.pseudo_family.value)
+
+    def has_steps_left(self):
+        return self.ctx.steps_done < self.inputs.steps.value
+
+    def run_segment(self):
+        index = len(self.ctx.segments)
+        nstep = min(self.inputs.segment_steps.value, self.inputs.steps.value - self.ctx.steps_done)
+        thermostat = self.inputs.thermostat.value
+        ions = {'ion_dynamics': 'verlet'}
+        settings = None
+        if self.ctx.velocities is not None:
+            ions.update({'ion_velocities': 'from_input', 'ion_temperature': 'not_controlled'})
+            settings = {'ATOMIC_VELOCITIES': self.ctx.velocities}
+        else:
+            ions.update({'ion_temperature': thermostat, 'tempw': self.inputs.temperature.value})
+            if thermostat != 'initial':
+                ions['nraise'] = self.inputs.thermostat_steps.value
+        updates = {
+            'CONTROL': {'calculation': 'md', 'nstep': nstep, 'dt': self.inputs.time_step.value / RY_TIME_IN_FS},
+            # Random initial velocities break the crystal symmetry; pw.x aborts in checkallsym otherwise.
+            'SYSTEM': {'nosym': True},
+            'IONS': ions,
+        }
+        dft_inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='dft'))
+        inputs = dft_common.pw_inputs_for(dft_inputs, self.ctx.structure, self.ctx.family,
+                                          self.inputs.conv_thr_per_atom.value, updates, settings)
+        inputs.metadata = {'call_link_label': f'segment_{index:03d}'}
+        self.ctx.current_nstep = nstep
+        self.report(f'segment {index}: {nstep} steps from step {self.ctx.steps_done}')
+        return ToContext(current=self.submit(PwBaseWorkChain, **inputs))
+
+    def inspect_segment(self):
+        node = self.ctx.current
+        index = len(self.ctx.segments)
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SEGMENT_FAILED.format(index=index, status=node.exit_status)
+        self.ctx.segments.append(node)
+        self.ctx.steps_done += self.ctx.current_nstep
+        trajectory = node.outputs.output_trajectory
+        self.ctx.structure = node.outputs.output_structure
+        if self.inputs.thermostat.value == 'initial':
+            masses = [self.ctx.structure.get_kind(site.kind_name).mass for site in self.ctx.structure.sites]
+            self.ctx.velocities = continuation_velocities(
+                trajectory.get_array('positions')[-1], self.ctx.structure.get_ase().get_positions(),
+                trajectory.get_array('forces')[-1], masses, self.inputs.time_step.value / RY_TIME_IN_FS,
+            ).tolist()
+
+    def collect(self):
+        retrieved = {f'retrieved_{i:03d}': node.outputs.retrieved for i, node in enumerate(self.ctx.segments)}
+        thermo = join_md_thermo(metadata={'call_link_label': 'join_thermo'}, **retrieved)
+        self.out('thermo', thermo)
+        self.out('final_structure', self.ctx.structure)
+
+        # Keep global steps s >= equilibration with (s - equilibration) % every == 0, segment by segment.
+        equilibration, every = self.inputs.equilibration_steps.value, self.inputs.every.value
+        sources, start, kept = {}, 0, 0
+        per_segment_skip = []
+        for i, node in enumerate(self.ctx.segments):
+            length = len(node.outputs.output_trajectory.get_array('positions'))
+            first = max(equilibration, start)
+            offset = (first - equilibration) % every
+            first += (every - offset) % every
+            if first < start + length:
+                key = f'{i:03d}'
+                sources[f'trajectory_{key}'] = node.outputs.output_trajectory
+                sources[f'retrieved_{key}'] = node.outputs.retrieved
+                per_segment_skip.append(first - start)
+                kept += len(range(first, start + length, every))
+            start += length
+        if not sources:
+            return self.exit_codes.ERROR_NO_FRAMES_KEPT
+        if len(set(per_segment_skip)) > 1:
+            # Segments need different skips; collect them one at a time and merge.
+            from aiida_mlcampaign.calculations.training_set import merge_training_sets
+
+            parts = {}
+            for (name, trajectory), skip in zip(
+                [(k, v) for k, v in sources.items() if k.startswith('trajectory_')], per_segment_skip
+            ):
+                key = name.split('_', 1)[1]
+                parts[f'segment_{key}'] = training_set_from_pw(
+                    origin=self.inputs.origin, skip=orm.Int(skip), every=self.inputs.every,
+                    metadata={'call_link_label': f'frames_{key}'},
+                    **{name: trajectory, f'retrieved_{key}': sources[f'retrieved_{key}']},
+                )
+            training_set = merge_training_sets(deduplicate=orm.Bool(False),
+                                               metadata={'call_link_label': 'collect_frames'}, **parts)
+        else:
+            training_set = training_set_from_pw(
+                origin=self.inputs.origin, skip=orm.Int(per_segment_skip[0]), every=self.inputs.every,
+                metadata={'call_link_label': 'collect_frames'}, **sources,
+            )
+        self.out('training_set', training_set)
+        dft_inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='dft'))
+        record = dft_common.dft_settings_record(dft_inputs, self.ctx.family, self.inputs.structure.get_symbols_set(),
+                                                self.inputs.conv_thr_per_atom.value)
+        record.update({'time_step_fs': self.inputs.time_step.value, 'thermostat': self.inputs.thermostat.value,
+                       'temperature': self.inputs.temperature.value})
+        self.out('dft_settings', orm.Dict(record).store())
+        self.report(f'{self.ctx.steps_done} MD steps in {len(self.ctx.segments)} segment(s); '
+                    f'{kept} frames kept in TrainingSetData<{training_set.pk}>')

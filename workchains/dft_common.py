@@ -1,0 +1,186 @@
+"""What the DFT work chains share: one set of pw.x settings for many structures, and input checks.
+
+Training data is only consistent if every frame is computed with the same functional, pseudopotentials,
+cutoffs, smearing and k-point density. The helpers here build those settings once, from
+aiida-quantumespresso's protocols and the pseudopotential family's recommended cutoffs for the union
+of all elements, and refuse inputs that would waste a submission.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing as t
+import warnings
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+
+#: Keys of the pw.x parameters that change the physics of a label; they must agree across frames.
+PHYSICS_KEYS = {
+    'SYSTEM': ('ecutwfc', 'ecutrho', 'occupations', 'smearing', 'degauss', 'input_dft', 'nspin', 'tot_charge',
+               'vdw_corr', 'lspinorb', 'noncolin'),
+}
+
+
+def load_family(label: str):
+    """The pseudopotential family with recommended cutoffs; the error names the ``pseudo_family`` field."""
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        family = orm.load_group(label)
+    except NotExistent:
+        raise ValueError(
+            f'pseudo_family: no family labelled {label!r}; run `aiida-mlcampaign setup` or '
+            '`aiida-mlcampaign pseudos install` to create it'
+        ) from None
+    if not hasattr(family, 'get_recommended_cutoffs'):
+        raise ValueError(f'pseudo_family: {label!r} is a {family.type_string} without recommended cutoffs')
+    return family
+
+
+def structure_problems(structure: orm.StructureData, family=None, min_distance: float = 0.5) -> list[str]:
+    """Every reason not to submit a pw.x calculation for ``structure`` (empty list when fine)."""
+    from ase.data import atomic_numbers
+
+    problems = []
+    symbols = structure.get_symbols_set()
+    unknown = sorted(s for s in symbols if s not in atomic_numbers or s == 'X')
+    if unknown:
+        problems.append(f'unknown element(s) {unknown}')
+    if family is not None:
+        missing = sorted(s for s in symbols if s not in family.elements)
+        if missing:
+            problems.append(
+                f'no pseudopotential for {missing} in family {family.label!r} (it has {sorted(family.elements)})'
+            )
+    atoms = structure.get_ase()
+    if len(atoms) > 1:
+        distances = atoms.get_all_distances(mic=any(atoms.pbc))
+        np.fill_diagonal(distances, np.inf)
+        i, j = np.unravel_index(np.argmin(distances), distances.shape)
+        if distances[i, j] < min_distance:
+            problems.append(f'atoms {i} and {j} are {distances[i, j]:.3f} Å apart (< {min_distance} Å)')
+    if any(structure.pbc) and structure.get_cell_volume() < 1e-3:
+        problems.append('cell volume is zero')
+    return problems
+
+
+def recommended_cutoffs(family, elements: t.Iterable[str], stringency: str | None = None) -> tuple[float, float]:
+    return family.get_recommended_cutoffs(elements=tuple(sorted(set(elements))), stringency=stringency, unit='Ry')
+
+
+def cutoff_warnings(parameters: dict, family, elements: t.Iterable[str]) -> list[str]:
+    """Cutoffs below the family's lowest stringency are allowed (tests use them) but said out loud."""
+    system = parameters.get('SYSTEM', {})
+    lowest = min(
+        (recommended_cutoffs(family, elements, s) for s in family.get_cutoff_stringencies()),
+        key=lambda pair: pair[0],
+    )
+    messages = []
+    if 'ecutwfc' in system and system['ecutwfc'] < lowest[0]:
+        messages.append(f'dft.pw.parameters.SYSTEM.ecutwfc = {system["ecutwfc"]} Ry is below the lowest '
+                        f'recommendation {lowest[0]} Ry of {family.label!r}')
+    if 'ecutrho' in system and system['ecutrho'] < lowest[1]:
+        messages.append(f'dft.pw.parameters.SYSTEM.ecutrho = {system["ecutrho"]} Ry is below the lowest '
+                        f'recommendation {lowest[1]} Ry of {family.label!r}')
+    return messages
+
+
+def dft_builder_inputs(code, structures: t.Sequence[orm.StructureData], *, pseudo_family: str, qe_protocol: str,
+                       stringency: str | None = None, overrides: dict | None = None, options: dict | None = None
+                       ) -> dict:
+    """PwBaseWorkChain inputs (without structure and pseudos) shared by all ``structures``.
+
+    aiida-quantumespresso's protocol supplies the parameters; the cutoffs are the family's recommendation for
+    the union of elements of all structures (not only the first), unless the overrides set them.
+    """
+    from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+    family = load_family(pseudo_family)
+    elements = sorted({s for structure in structures for s in structure.get_symbols_set()})
+    overrides = copy.deepcopy(overrides or {})
+    overrides['pseudo_family'] = pseudo_family
+    system = overrides.setdefault('pw', {}).setdefault('parameters', {}).setdefault('SYSTEM', {})
+    if 'ecutwfc' not in system or 'ecutrho' not in system:
+        ecutwfc, ecutrho = recommended_cutoffs(family, elements, stringency)
+        system.setdefault('ecutwfc', ecutwfc)
+        system.setdefault('ecutrho', ecutrho)
+    # The largest structure decides the template; per-frame values (conv_thr, pseudos) are set at submission.
+    template = max(structures, key=lambda s: (len(s.get_symbols_set()), len(s.sites)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        builder = PwBaseWorkChain.get_builder_from_protocol(
+            code, template, protocol=qe_protocol, overrides=overrides, options=options
+        )
+    inputs = builder._inputs(prune=True)
+    inputs['pw'].pop('structure', None)
+    inputs['pw'].pop('pseudos', None)
+    parameters = inputs['pw']['parameters'].get_dict()
+    parameters.setdefault('CONTROL', {}).update({'tprnfor': True, 'tstress': True})
+    natoms = len(template.sites)
+    electrons = parameters.setdefault('ELECTRONS', {})
+    conv_thr_per_atom = electrons.pop('conv_thr') / natoms
+    parameters['CONTROL'].pop('etot_conv_thr', None)
+    inputs['pw']['parameters'] = orm.Dict(parameters)
+    inputs['conv_thr_per_atom'] = conv_thr_per_atom
+    for message in cutoff_warnings(parameters, family, elements):
+        warnings.warn(message, stacklevel=2)
+    return inputs
+
+
+def pw_inputs_for(dft_inputs: AttributeDict, structure: orm.StructureData, family, conv_thr_per_atom: float,
+                  parameter_updates: dict | None = None, settings_updates: dict | None = None) -> AttributeDict:
+    """The shared settings, specialised to one structure (its pseudos and its per-atom SCF threshold)."""
+    inputs = AttributeDict(copy.deepcopy(dict(dft_inputs)))
+    inputs.pw = AttributeDict(dict(dft_inputs.pw))
+    inputs.pw['structure'] = structure
+    inputs.pw['pseudos'] = family.get_pseudos(structure=structure)
+    parameters = inputs.pw['parameters'].get_dict()
+    parameters.setdefault('ELECTRONS', {})['conv_thr'] = conv_thr_per_atom * len(structure.sites)
+    for namelist, values in (parameter_updates or {}).items():
+        parameters.setdefault(namelist, {}).update(values)
+    inputs.pw['parameters'] = orm.Dict(parameters)
+    if settings_updates:
+        settings = inputs.pw['settings'].get_dict() if 'settings' in inputs.pw else {}
+        settings.update(settings_updates)
+        inputs.pw['settings'] = orm.Dict(settings)
+    return inputs
+
+
+def dft_settings_record(dft_inputs: AttributeDict, family, elements, conv_thr_per_atom: float) -> dict:
+    """What makes two labels comparable, stored as the ``dft_settings`` output of every DFT work chain."""
+    parameters = dft_inputs.pw['parameters'].get_dict()
+    pseudos = family.get_pseudos(elements=sorted(elements))
+    record = {
+        'pseudo_family': family.label,
+        'pseudo_md5': {element: pseudo.md5 for element, pseudo in pseudos.items()},
+        'conv_thr_per_atom': conv_thr_per_atom,
+        'code': dft_inputs.pw['code'].full_label,
+    }
+    for namelist, keys in PHYSICS_KEYS.items():
+        for key in keys:
+            if key in parameters.get(namelist, {}):
+                record[key] = parameters[namelist][key]
+    if 'kpoints_distance' in dft_inputs:
+        record['kpoints_distance'] = float(dft_inputs['kpoints_distance'].value)
+    if 'kpoints' in dft_inputs:
+        kpoints = dft_inputs['kpoints']
+        try:
+            mesh, offset = kpoints.get_kpoints_mesh()
+            record['kpoints_mesh'] = [list(mesh), list(offset)]
+        except AttributeError:
+            record['kpoints_list'] = kpoints.get_kpoints().tolist()
+    return record
+
+
+def physics_of(calculation) -> dict:
+    """The physics keys a PwCalculation actually ran with, to check that frames agree."""
+    parameters = calculation.inputs.parameters.get_dict()
+    result = {}
+    for namelist, keys in PHYSICS_KEYS.items():
+        for key in keys:
+            if key in parameters.get(namelist, {}):
+                result[key] = parameters[namelist][key]
+    result['pseudo_md5'] = {p.element: p.md5 for p in calculation.inputs.pseudos.values()}
+    return result
