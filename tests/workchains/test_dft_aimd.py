@@ -1,0 +1,86 @@
+"""``mlcampaign.dft.aimd`` with real pw.x: a 3-step BOMD in two segments, and input refusal."""
+
+import copy
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlcampaign.workchains.dft_aimd import DftAimdWorkChain
+from tests.workchains.conftest import TEST_OPTIONS, TEST_OVERRIDES, cu2s2
+
+pytestmark = pytest.mark.pw
+
+
+def aimd_builder(pw_code, pseudo_family, **overrides):
+    merged = copy.deepcopy(TEST_OVERRIDES)
+    merged.update(overrides)
+    return DftAimdWorkChain.get_builder_from_protocol(
+        pw_code, orm.StructureData(ase=cu2s2(0.02, seed=5)), temperature=600.0, steps=3, protocol='fast',
+        overrides=merged, options=TEST_OPTIONS, pseudo_family=pseudo_family.label,
+    )
+
+
+def test_three_step_nve_in_two_segments(pw_code, pseudo_family):
+    builder = aimd_builder(pw_code, pseudo_family, segment_steps=2, thermostat='initial', equilibration_steps=1,
+                           every=1)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_status
+
+    segments = [n for n in node.called if n.process_label == 'PwBaseWorkChain']
+    assert len(segments) == 2
+    assert segments[1].called[-1].inputs.parameters['IONS']['ion_velocities'] == 'from_input'
+
+    thermo = results['thermo']
+    temperatures = thermo.get_array('temperature')
+    assert len(temperatures) == 3 and temperatures[0] == pytest.approx(600.0)
+    # Velocities carried across the segment boundary: the conserved energy stays put (NVE).
+    conserved = thermo.get_array('conserved_energy')
+    assert np.ptp(conserved) / 4 < 2e-3, conserved
+
+    training_set = results['training_set']
+    assert training_set.num_frames == 2  # step 0 dropped as equilibration
+    np.testing.assert_allclose(training_set.get_array('temperatures'), temperatures[1:])
+    first_segment = segments[0].called[-1]
+    trajectory = first_segment.outputs.output_trajectory
+    frame = training_set.get_frame(0)
+    np.testing.assert_array_equal(frame.positions, trajectory.get_array('positions')[1])
+    np.testing.assert_array_equal(frame.forces, trajectory.get_array('forces')[1])
+    assert frame.energy == trajectory.get_array('energy')[1]
+    assert training_set.get_array('source_uuids')[0] == first_segment.uuid
+    assert results['dft_settings']['thermostat'] == 'initial'
+    assert 'final_structure' in results
+
+
+def test_thermostat_segments_restart_velocities(pw_code, pseudo_family):
+    builder = aimd_builder(pw_code, pseudo_family, segment_steps=1, thermostat='berendsen', equilibration_steps=0,
+                           every=2)
+    builder.steps = orm.Int(2)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_status
+    calcs = [n.called[-1] for n in node.called if n.process_label == 'PwBaseWorkChain']
+    assert [c.inputs.parameters['IONS']['ion_temperature'] for c in calcs] == ['berendsen', 'berendsen']
+    assert results['training_set'].num_frames == 1  # steps 0 and 1, every 2nd kept
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('temperature', -10.0, 'temperature: must be positive'),
+    ('temperature', 0.0, 'temperature: must be positive'),
+    ('steps', 0, 'steps: must be positive'),
+    ('time_step', -1.0, 'time_step: must be positive'),
+    ('thermostat', 'nose', "thermostat: 'nose' is not one of"),
+])
+def test_bad_md_settings_are_refused(pw_code, pseudo_family, field, value, match):
+    builder = aimd_builder(pw_code, pseudo_family)
+    node_type = {float: orm.Float, int: orm.Int, str: orm.Str}[type(value)]
+    with pytest.raises(ValueError, match=match):
+        setattr(builder, field, node_type(value))
+
+
+def test_equilibration_longer_than_run_is_refused(pw_code, pseudo_family):
+    builder = aimd_builder(pw_code, pseudo_family, equilibration_steps=3)
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match='equilibration_steps: 3 drops every one of the 3 steps'):
+        run_get_node(builder)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
