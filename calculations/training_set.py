@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
@@ -58,15 +57,16 @@ def frames_of_pw_calculation(trajectory: orm.TrajectoryData, retrieved: orm.Fold
 
 
 @calcfunction
-def training_set_from_pw(origin: orm.Str, skip: orm.Int | None = None, every: orm.Int | None = None,
+def training_set_from_pw(origin: orm.Str, skip: orm.Int | orm.Dict | None = None, every: orm.Int | None = None,
                          **sources) -> TrainingSetData:
     """Collect labelled frames from PwCalculation outputs into one ``TrainingSetData``.
 
     ``sources`` are ``trajectory_<key>`` (an ``output_trajectory``) and optionally ``retrieved_<key>`` (its
     calculation's retrieved folder, read for MD temperatures). ``skip`` frames are dropped from the start of
-    each run and then every ``every``-th frame is kept.
+    each run (an Int for all runs, or a Dict ``{key: skip}`` per run) and then every ``every``-th frame is kept.
     """
-    skip_value = int(skip.value) if skip is not None else 0
+    skips = skip.get_dict() if isinstance(skip, orm.Dict) else {}
+    default_skip = int(skip.value) if isinstance(skip, orm.Int) else 0
     every_value = int(every.value) if every is not None else 1
     grouped: dict[str, dict] = {}
     for name, node in sources.items():
@@ -81,7 +81,7 @@ def training_set_from_pw(origin: orm.Str, skip: orm.Int | None = None, every: or
             raise ValueError(f'sources: retrieved_{key} given without trajectory_{key}')
         frames.extend(
             frames_of_pw_calculation(entry['trajectory'], entry.get('retrieved'), origin=origin.value,
-                                     skip=skip_value, every=every_value)
+                                     skip=int(skips.get(key, default_skip)), every=every_value)
         )
     return TrainingSetData.from_frames(frames)
 
@@ -103,7 +103,3 @@ def split_training_set(training_set: TrainingSetData, test_fraction: orm.Float, 
     if len(test_index):
         outputs['test'] = training_set.subset(test_index)
     return outputs
-
-
-def frame_temperatures(training_set: TrainingSetData) -> np.ndarray:
-    return training_set.get_array('temperatures')

@@ -73,6 +73,21 @@ def validate_inputs(inputs, _):
         return f'equilibration_steps: {equilibration} drops every one of the {steps} steps'
 
 
+def segment_skips(lengths: list[int], equilibration: int, every: int) -> dict[str, int]:
+    """Per segment, the first local step to keep so that the kept global steps are equilibration + k * every.
+
+    Segments holding no kept step are absent from the result.
+    """
+    skips, start = {}, 0
+    for index, length in enumerate(lengths):
+        first = max(equilibration, start)
+        first += (every - (first - equilibration) % every) % every
+        if first < start + length:
+            skips[f'{index:03d}'] = first - start
+        start += length
+    return skips
+
+
 @calcfunction
 def join_md_thermo(**retrieved) -> orm.ArrayData:
     """Temperature, kinetic and conserved energy of every step of every segment, in segment order."""
@@ -227,45 +242,20 @@ class DftAimdWorkChain(ProtocolMixin, WorkChain):
         self.out('thermo', thermo)
         self.out('final_structure', self.ctx.structure)
 
-        # Keep global steps s >= equilibration with (s - equilibration) % every == 0, segment by segment.
-        equilibration, every = self.inputs.equilibration_steps.value, self.inputs.every.value
-        sources, start, kept = {}, 0, 0
-        per_segment_skip = []
+        lengths = [len(node.outputs.output_trajectory.get_array('positions')) for node in self.ctx.segments]
+        skips = segment_skips(lengths, self.inputs.equilibration_steps.value, self.inputs.every.value)
+        sources = {}
         for i, node in enumerate(self.ctx.segments):
-            length = len(node.outputs.output_trajectory.get_array('positions'))
-            first = max(equilibration, start)
-            offset = (first - equilibration) % every
-            first += (every - offset) % every
-            if first < start + length:
-                key = f'{i:03d}'
-                sources[f'trajectory_{key}'] = node.outputs.output_trajectory
-                sources[f'retrieved_{key}'] = node.outputs.retrieved
-                per_segment_skip.append(first - start)
-                kept += len(range(first, start + length, every))
-            start += length
+            if f'{i:03d}' in skips:
+                sources[f'trajectory_{i:03d}'] = node.outputs.output_trajectory
+                sources[f'retrieved_{i:03d}'] = node.outputs.retrieved
+        kept = sum(len(range(skip, lengths[int(key)], self.inputs.every.value)) for key, skip in skips.items())
         if not sources:
             return self.exit_codes.ERROR_NO_FRAMES_KEPT
-        if len(set(per_segment_skip)) > 1:
-            # Segments need different skips; collect them one at a time and merge.
-            from aiida_mlcampaign.calculations.training_set import merge_training_sets
-
-            parts = {}
-            for (name, trajectory), skip in zip(
-                [(k, v) for k, v in sources.items() if k.startswith('trajectory_')], per_segment_skip
-            ):
-                key = name.split('_', 1)[1]
-                parts[f'segment_{key}'] = training_set_from_pw(
-                    origin=self.inputs.origin, skip=orm.Int(skip), every=self.inputs.every,
-                    metadata={'call_link_label': f'frames_{key}'},
-                    **{name: trajectory, f'retrieved_{key}': sources[f'retrieved_{key}']},
-                )
-            training_set = merge_training_sets(deduplicate=orm.Bool(False),
-                                               metadata={'call_link_label': 'collect_frames'}, **parts)
-        else:
-            training_set = training_set_from_pw(
-                origin=self.inputs.origin, skip=orm.Int(per_segment_skip[0]), every=self.inputs.every,
-                metadata={'call_link_label': 'collect_frames'}, **sources,
-            )
+        training_set = training_set_from_pw(
+            origin=self.inputs.origin, skip=orm.Dict(skips), every=self.inputs.every,
+            metadata={'call_link_label': 'collect_frames'}, **sources,
+        )
         self.out('training_set', training_set)
         dft_inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='dft'))
         record = dft_common.dft_settings_record(dft_inputs, self.ctx.family, self.inputs.structure.get_symbols_set(),

@@ -84,3 +84,16 @@ def test_equilibration_longer_than_run_is_refused(pw_code, pseudo_family):
     with pytest.raises(ValueError, match='equilibration_steps: 3 drops every one of the 3 steps'):
         run_get_node(builder)
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+@pytest.mark.parametrize('lengths, equilibration, every, expected', [
+    ([3], 1, 1, {'000': 1}),
+    ([2, 1], 1, 1, {'000': 1, '001': 0}),
+    ([5, 5, 5], 3, 4, {'000': 3, '001': 2, '002': 1}),  # global steps 3, 7, 11 in segments 0-4, 5-9, 10-14
+    ([4, 4], 0, 3, {'000': 0, '001': 2}),          # global 0, 3, 6 -> seg0 skip 0 (0, 3); seg1 6-4=2
+    ([2, 2], 5, 1, {}),                            # everything is equilibration
+])
+def test_segment_skips_follow_the_global_grid(lengths, equilibration, every, expected):
+    from aiida_mlcampaign.workchains.dft_aimd import segment_skips
+
+    assert segment_skips(lengths, equilibration, every) == expected
