@@ -62,9 +62,9 @@ def validate_inputs(inputs, _):
         family = dft_common.load_family(inputs['pseudo_family'].value)
     except ValueError as exception:
         return str(exception)
-    problems = dft_common.structure_problems(inputs['structure'], family, 0.5)
-    if problems:
-        return 'structure: ' + '; '.join(problems)
+    problem = dft_common.structure_problem(inputs['structure'], family, 0.5, field='structure')
+    if problem:
+        return problem
     steps = inputs['steps'].value
     equilibration = inputs['equilibration_steps'].value if 'equilibration_steps' in inputs else 0
     if equilibration < 0:

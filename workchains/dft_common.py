@@ -12,7 +12,6 @@ import copy
 import typing as t
 import warnings
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 
@@ -39,31 +38,21 @@ def load_family(label: str):
     return family
 
 
-def structure_problems(structure: orm.StructureData, family=None, min_distance: float = 0.5) -> list[str]:
-    """Every reason not to submit a pw.x calculation for ``structure`` (empty list when fine)."""
-    from ase.data import atomic_numbers
+def structure_problem(structure: orm.StructureData, family=None, min_distance: float = 0.5,
+                      field: str = 'structure') -> str | None:
+    """Why ``structure`` must not be submitted to pw.x (None when fine); the message starts with ``field``."""
+    from aiida_mlcampaign.structures.variants import check_structure
 
-    problems = []
-    symbols = structure.get_symbols_set()
-    unknown = sorted(s for s in symbols if s not in atomic_numbers or s == 'X')
-    if unknown:
-        problems.append(f'unknown element(s) {unknown}')
+    try:
+        check_structure(structure.get_ase(), min_distance=min_distance, field=field)
+    except ValueError as exception:
+        return str(exception)
     if family is not None:
-        missing = sorted(s for s in symbols if s not in family.elements)
+        missing = sorted(s for s in structure.get_symbols_set() if s not in family.elements)
         if missing:
-            problems.append(
-                f'no pseudopotential for {missing} in family {family.label!r} (it has {sorted(family.elements)})'
-            )
-    atoms = structure.get_ase()
-    if len(atoms) > 1:
-        distances = atoms.get_all_distances(mic=any(atoms.pbc))
-        np.fill_diagonal(distances, np.inf)
-        i, j = np.unravel_index(np.argmin(distances), distances.shape)
-        if distances[i, j] < min_distance:
-            problems.append(f'atoms {i} and {j} are {distances[i, j]:.3f} Å apart (< {min_distance} Å)')
-    if any(structure.pbc) and structure.get_cell_volume() < 1e-3:
-        problems.append('cell volume is zero')
-    return problems
+            return (f'{field}: no pseudopotential for {missing} in family {family.label!r} '
+                    f'(it has {sorted(family.elements)})')
+    return None
 
 
 def recommended_cutoffs(family, elements: t.Iterable[str], stringency: str | None = None) -> tuple[float, float]:

@@ -57,9 +57,9 @@ def validate_inputs(inputs, _):
         return str(exception)
     min_distance = inputs['min_distance'].value if 'min_distance' in inputs else 0.5
     for key, structure in inputs['structures'].items():
-        problems = dft_common.structure_problems(structure, family, min_distance)
-        if problems:
-            return f'structures.{key}: ' + '; '.join(problems)
+        problem = dft_common.structure_problem(structure, family, min_distance, field=f'structures.{key}')
+        if problem:
+            return problem
 
 
 class DftLabelWorkChain(ProtocolMixin, WorkChain):

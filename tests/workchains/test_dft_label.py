@@ -42,7 +42,7 @@ def test_missing_pseudopotential_is_refused(pw_code, pseudo_family):
 def test_close_atoms_are_refused(pw_code, pseudo_family):
     builder = builder_for(pw_code, pseudo_family, [orm.StructureData(ase=cu2s2())])
     builder.structures = {'close': orm.StructureData(ase=cu2s2(shift=[0.3, 0, 0]))}
-    launch_refused(builder, r'structures\.close: atoms 0 and 1 are 0\.300 Å apart')
+    launch_refused(builder, r'structures\.close: atoms 0 and 1 are 0\.30 Å apart \(< 0\.5 Å\)')
 
 
 def test_empty_structures_are_refused(pw_code, pseudo_family):

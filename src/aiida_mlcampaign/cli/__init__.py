@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aiida_mlcampaign.cli.data import data_cli
+from aiida_mlcampaign.cli.structures import structures_cli
 
 DEFAULT_FAMILY = 'PSL-US-1.0.0-PBE-mlcampaign'
 
@@ -15,6 +16,7 @@ def cli():
 
 
 cli.add_command(data_cli, name='data')
+cli.add_command(structures_cli, name='structures')
 
 
 @cli.command('setup')
