@@ -1,0 +1,1 @@
+"""Calcfunctions and CalcJobs: structures and training sets with provenance."""

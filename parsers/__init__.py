@@ -1,0 +1,1 @@
+"""Parsers of the plugin's CalcJobs (thin layers over the plain readers in ``aiida_mlcampaign.formats``)."""

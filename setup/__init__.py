@@ -1,0 +1,1 @@
+"""Profiles, computers, codes and pseudopotentials: everything ``aiida-mlcampaign setup`` creates."""

@@ -1,0 +1,1 @@
+"""Work chains: DFT labelling and AIMD (``mlcampaign.dft.*``)."""
