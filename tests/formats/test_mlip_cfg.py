@@ -11,7 +11,7 @@ from aiida_mlcampaign.formats.frames import FormatError, Frame, matrix_to_voigt
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg, write_cfg
 
 MTP = pathlib.Path(__file__).parent.parent / 'fixtures' / 'mtp'
-SHARED_CFG = pathlib.Path('/work/shared/fixtures/mtp/cfg/cu_emt_train_40cfg_made-here.cfg')
+SHARED_CFG = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'fixtures' / 'mtp' / 'cfg' / 'cu_emt_train_40cfg_made-here.cfg'
 ORDER = ['Cu', 'Al']
 
 
