@@ -23,14 +23,12 @@ temperature is read here from stdout.
 
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida.plugins import WorkflowFactory
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -103,20 +101,17 @@ def join_md_thermo(**retrieved) -> orm.ArrayData:
     return array
 
 
-class DftAimdWorkChain(ProtocolMixin, WorkChain):
+class DftAimdWorkChain(dft_common.DftWorkChainMixin, WorkChain):
     """Run AIMD with pw.x in segments and return every ``every``-th frame after equilibration."""
+
+    _protocol_name = 'dft_aimd'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(
-            PwBaseWorkChain, namespace='dft', exclude=('pw.structure', 'pw.pseudos'),
-            namespace_options={'help': 'Shared PwBaseWorkChain inputs; MD keywords are set by this work chain.'},
-        )
+        cls.define_dft_inputs(spec, origin='dft-aimd',
+                              dft_help='Shared PwBaseWorkChain inputs; MD keywords are set by this work chain.')
         spec.input('structure', valid_type=orm.StructureData, help='Starting geometry.')
-        spec.input('pseudo_family', valid_type=orm.Str, help='Pseudopotential family with recommended cutoffs.')
-        spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(4e-10),
-                   help='SCF threshold per atom in Ry.')
         spec.input('temperature', valid_type=orm.Float, validator=_positive('temperature'),
                    help='Target (and initial) ionic temperature in K.')
         spec.input('steps', valid_type=orm.Int, validator=_positive('steps', int),
@@ -136,8 +131,6 @@ class DftAimdWorkChain(ProtocolMixin, WorkChain):
                    help='Steps dropped from the start before frames are kept.')
         spec.input('every', valid_type=orm.Int, default=lambda: orm.Int(1), validator=_positive('every', int),
                    help='Keep every k-th step after equilibration.')
-        spec.input('origin', valid_type=orm.Str, default=lambda: orm.Str('dft-aimd'),
-                   help='Tag stored with every frame.')
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
@@ -153,26 +146,11 @@ class DftAimdWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(410, 'ERROR_SEGMENT_FAILED', message='MD segment {index} failed with exit status {status}.')
 
     @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        from importlib.resources import files
-
-        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / 'dft_aimd.yaml'))
-
-    @classmethod
     def get_builder_from_protocol(cls, code, structure, *, temperature, steps, protocol=None, overrides=None,
                                   options=None, pseudo_family=None, **_):
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        family_label = pseudo_family or inputs['pseudo_family']
-        dft_inputs = dft_common.dft_builder_inputs(
-            code, [structure], pseudo_family=family_label, qe_protocol=inputs['qe_protocol'],
-            stringency=inputs.get('cutoff_stringency'), overrides=inputs.get('dft', {}), options=options,
-        )
-        conv_thr_per_atom = dft_inputs.pop('conv_thr_per_atom')
-        builder = cls.get_builder()
-        builder.dft = dft_inputs
+        builder = cls._builder_with_dft(code, [structure], inputs, pseudo_family, options)
         builder.structure = structure
-        builder.pseudo_family = orm.Str(family_label)
-        builder.conv_thr_per_atom = orm.Float(conv_thr_per_atom)
         builder.temperature = orm.Float(temperature)
         builder.steps = orm.Int(steps)
         builder.time_step = orm.Float(inputs['time_step'])
@@ -180,7 +158,6 @@ class DftAimdWorkChain(ProtocolMixin, WorkChain):
         builder.thermostat = orm.Str(inputs['thermostat'])
         builder.equilibration_steps = orm.Int(inputs['equilibration_steps'])
         builder.every = orm.Int(inputs['every'])
-        builder.origin = orm.Str(inputs['origin'])
         return builder
 
     def setup(self):

@@ -9,11 +9,14 @@ of all elements, and refuse inputs that would waste a submission.
 from __future__ import annotations
 
 import copy
+import pathlib
 import typing as t
 import warnings
+from importlib.resources import files
 
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 #: Keys of the pw.x parameters that change the physics of a label; they must agree across frames.
 PHYSICS_KEYS = {
@@ -173,3 +176,42 @@ def physics_of(calculation) -> dict:
                 result[key] = parameters[namelist][key]
     result['pseudo_md5'] = {p.element: p.md5 for p in calculation.inputs.pseudos.values()}
     return result
+
+
+class DftWorkChainMixin(ProtocolMixin):
+    """Inputs, protocol file and builder steps that the DFT work chains share."""
+
+    _protocol_name: str = ''
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / f'{cls._protocol_name}.yaml'))
+
+    @staticmethod
+    def define_dft_inputs(spec, origin: str, dft_help: str):
+        from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+        spec.expose_inputs(PwBaseWorkChain, namespace='dft', exclude=('pw.structure', 'pw.pseudos'),
+                           namespace_options={'help': dft_help})
+        spec.input('pseudo_family', valid_type=orm.Str,
+                   help='Label of a pseudopotential family with recommended cutoffs (aiida-pseudo).')
+        spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(4e-10),
+                   help='SCF threshold per atom in Ry; conv_thr = value * number of atoms, the same for every frame.')
+        spec.input('origin', valid_type=orm.Str, default=lambda: orm.Str(origin),
+                   help='Tag stored with every frame (e.g. "rattle", "al-iter-02").')
+
+    @classmethod
+    def _builder_with_dft(cls, code, structures, inputs: dict, pseudo_family, options):
+        """A builder with ``dft``, ``pseudo_family`` and ``conv_thr_per_atom`` filled from the protocol inputs."""
+        family_label = pseudo_family or inputs['pseudo_family']
+        dft_inputs = dft_builder_inputs(
+            code, list(structures), pseudo_family=family_label, qe_protocol=inputs['qe_protocol'],
+            stringency=inputs.get('cutoff_stringency'), overrides=inputs.get('dft', {}), options=options,
+        )
+        builder = cls.get_builder()
+        builder.pseudo_family = orm.Str(family_label)
+        builder.conv_thr_per_atom = orm.Float(dft_inputs.pop('conv_thr_per_atom'))
+        builder.dft = dft_inputs
+        if 'origin' in inputs:
+            builder.origin = orm.Str(inputs['origin'])
+        return builder

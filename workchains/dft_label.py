@@ -8,14 +8,12 @@ recorded as ``dft_settings``).
 
 from __future__ import annotations
 
-import pathlib
 import re
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida.plugins import WorkflowFactory
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -62,24 +60,18 @@ def validate_inputs(inputs, _):
             return problem
 
 
-class DftLabelWorkChain(ProtocolMixin, WorkChain):
+class DftLabelWorkChain(dft_common.DftWorkChainMixin, WorkChain):
     """Label structures with pw.x via PwBaseWorkChain and collect the frames in one ``TrainingSetData``."""
+
+    _protocol_name = 'dft_label'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(
-            PwBaseWorkChain,
-            namespace='dft',
-            exclude=('pw.structure', 'pw.pseudos'),
-            namespace_options={'help': 'Shared PwBaseWorkChain inputs; structure and pseudos are set per frame.'},
-        )
+        cls.define_dft_inputs(spec, origin='dft-label',
+                              dft_help='Shared PwBaseWorkChain inputs; structure and pseudos are set per frame.')
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=validate_structures,
                              help='The structures to label, keyed by a name used in link labels.')
-        spec.input('pseudo_family', valid_type=orm.Str,
-                   help='Label of a pseudopotential family with recommended cutoffs (aiida-pseudo).')
-        spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(4e-10),
-                   help='SCF threshold per atom in Ry; conv_thr = value * number of atoms, the same for every frame.')
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4),
                    validator=validate_positive_int('max_concurrent'),
                    help='At most this many PwBaseWorkChains run at the same time.')
@@ -89,8 +81,6 @@ class DftLabelWorkChain(ProtocolMixin, WorkChain):
                         'but the frames that did finish are still returned.')
         spec.input('min_distance', valid_type=orm.Float, default=lambda: orm.Float(0.5),
                    help='Structures with two atoms closer than this (Å) are refused before submission.')
-        spec.input('origin', valid_type=orm.Str, default=lambda: orm.Str('dft-label'),
-                   help='Tag stored with every frame (e.g. "rattle", "al-iter-02").')
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
@@ -108,12 +98,6 @@ class DftLabelWorkChain(ProtocolMixin, WorkChain):
                        message='The labels were not all computed with the same DFT settings: {detail}')
 
     @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        from importlib.resources import files
-
-        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / 'dft_label.yaml'))
-
-    @classmethod
     def get_builder_from_protocol(cls, code, structures, protocol=None, overrides=None, options=None,
                                   pseudo_family=None, **_):
         """A ready builder: aiida-quantumespresso's protocol plus this plugin's defaults and the family's cutoffs.
@@ -126,23 +110,11 @@ class DftLabelWorkChain(ProtocolMixin, WorkChain):
             structures = {f'structure_{i:04d}': s for i, s in enumerate(structures)}
         if not structures:
             raise ValueError('structures: at least one structure is required')
-        family_label = pseudo_family or inputs['pseudo_family']
-        dft_overrides = inputs.get('dft', {})
-        dft_inputs = dft_common.dft_builder_inputs(
-            code, list(structures.values()), pseudo_family=family_label, qe_protocol=inputs['qe_protocol'],
-            stringency=inputs.get('cutoff_stringency'), overrides=dft_overrides, options=options,
-        )
-        conv_thr_per_atom = dft_inputs.pop('conv_thr_per_atom')
-        builder = cls.get_builder()
-        builder.dft = dft_inputs
+        builder = cls._builder_with_dft(code, structures.values(), inputs, pseudo_family, options)
         builder.structures = structures
-        builder.pseudo_family = orm.Str(family_label)
-        builder.conv_thr_per_atom = orm.Float(conv_thr_per_atom)
         builder.max_concurrent = orm.Int(inputs['max_concurrent'])
         builder.max_failed_fraction = orm.Float(inputs['max_failed_fraction'])
         builder.min_distance = orm.Float(inputs['min_distance'])
-        if 'origin' in inputs:
-            builder.origin = orm.Str(inputs['origin'])
         return builder
 
     def setup(self):

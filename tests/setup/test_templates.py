@@ -3,7 +3,6 @@
 import pathlib
 import re
 
-import pytest
 import yaml
 from click.testing import CliRunner
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import click
 from aiida.cmdline.utils.decorators import with_dbenv
 
+from aiida_mlcampaign.cli.params import PROFILE
+
 
 @click.group('mlcampaign')
-@click.option('-p', '--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
-def data_cli(profile_name):
+@PROFILE
+def data_cli():
     """Training sets (TrainingSetData): export to extxyz/cfg, import, show."""
-    if profile_name:
-        from aiida.manage.configuration import load_profile
-
-        load_profile(profile_name, allow_switch=True)
 
 
 @data_cli.command('export')

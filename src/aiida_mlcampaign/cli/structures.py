@@ -5,15 +5,13 @@ from __future__ import annotations
 import click
 from aiida.cmdline.utils.decorators import with_dbenv
 
+from aiida_mlcampaign.cli.params import PROFILE
+
 
 @click.group('structures')
-@click.option('-p', '--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
-def structures_cli(profile_name):
+@PROFILE
+def structures_cli():
     """Import structures (CIF, POSCAR, extxyz, ... anything ase.io reads) as StructureData."""
-    if profile_name:
-        from aiida.manage.configuration import load_profile
-
-        load_profile(profile_name, allow_switch=True)
 
 
 @structures_cli.command('import')

@@ -12,14 +12,13 @@ Only ``numpy`` and :mod:`.frames` are imported so the module works without AiiDA
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from .frames import FormatError, Frame, voigt_or_matrix_to_matrix
+from .textio import Lines, cell_volume, open_for_read, open_for_write
 
 __all__ = ['CONVENTIONS', 'read_extxyz', 'write_extxyz']
 
@@ -53,7 +52,7 @@ def write_extxyz(frames: Iterable[Frame], handle_or_path, *, convention: str = '
     if convention not in CONVENTIONS:
         raise ValueError(f'convention: expected one of {CONVENTIONS}, got {convention!r}')
     count = 0
-    with _open_for_write(handle_or_path) as handle:
+    with open_for_write(handle_or_path) as handle:
         for index, frame in enumerate(frames):
             try:
                 text = _format_frame(frame, convention)
@@ -168,19 +167,6 @@ def _quoted_numbers(values) -> str:
     return '"' + ' '.join(_number(v) for v in values) + '"'
 
 
-@contextlib.contextmanager
-def _open_for_write(handle_or_path):
-    if not isinstance(handle_or_path, (str, os.PathLike)):
-        yield handle_or_path
-        return
-    path = os.fspath(handle_or_path)
-    try:
-        with open(path, 'w', encoding='utf-8', newline='\n') as handle:
-            yield handle
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        raise
 
 
 # ----------------------------------------------------------------------------------------- reader
@@ -193,8 +179,8 @@ def read_extxyz(handle_or_path) -> Iterator[Frame]:
     keep their spelling in ``info``. Errors name the field, the 0-based frame index and the
     1-based line number.
     """
-    with _open_for_read(handle_or_path) as handle:
-        lines = _Lines(handle)
+    with open_for_read(handle_or_path) as handle:
+        lines = Lines(handle)
         index = 0
         while True:
             text = lines.next_nonblank()
@@ -204,28 +190,9 @@ def read_extxyz(handle_or_path) -> Iterator[Frame]:
             index += 1
 
 
-class _Lines:
-    """Line iterator that remembers the 1-based number of the last line returned."""
-
-    def __init__(self, handle):
-        self._iterator = iter(handle)
-        self.number = 0
-
-    def next(self) -> str | None:
-        line = next(self._iterator, None)
-        if line is None:
-            return None
-        self.number += 1
-        return line.rstrip('\r\n')
-
-    def next_nonblank(self) -> str | None:
-        while (line := self.next()) is not None:
-            if line.strip():
-                return line
-        return None
 
 
-def _read_frame(lines: _Lines, count_line: str, index: int) -> Frame:
+def _read_frame(lines: Lines, count_line: str, index: int) -> Frame:
     where = f'frame {index} (line {lines.number})'
     tokens = count_line.split()
     if len(tokens) != 1 or not tokens[0].isdigit() or int(tokens[0]) < 1:
@@ -333,7 +300,7 @@ def _frame_labels(header, where) -> dict:
         kwargs['weight'] = _number_list(header['weight'][1], 'weight', where, (1,))[0]
     if 'virial' in header:  # GPUMD: virial wins over stress
         virial = voigt_or_matrix_to_matrix(_number_list(header['virial'][1], 'virial', where, (9, 6)))
-        volume = _volume(cell)
+        volume = cell_volume(cell)
         if volume < 1e-12:
             raise FormatError(f'{where}: virial: cell volume is zero, cannot convert to stress')
         kwargs['stress'] = -virial / volume
@@ -405,15 +372,5 @@ def _convert_quoted(text: str):
     return text
 
 
-def _volume(cell: np.ndarray) -> float:
-    """Same triple product as ``Frame.volume`` so virial <-> stress conversions invert exactly."""
-    return abs(float(np.dot(cell[0], np.cross(cell[1], cell[2]))))
 
 
-@contextlib.contextmanager
-def _open_for_read(handle_or_path):
-    if isinstance(handle_or_path, (str, os.PathLike)):
-        with open(handle_or_path, encoding='utf-8') as handle:
-            yield handle
-    else:
-        yield handle_or_path

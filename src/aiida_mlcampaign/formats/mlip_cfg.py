@@ -13,13 +13,12 @@ Voigt order xx yy zz yz xz xy. Only ``numpy`` and :mod:`.frames` are imported (n
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .frames import FormatError, Frame, matrix_to_voigt
+from .textio import Lines, cell_volume, open_for_read, open_for_write
 
 __all__ = ['read_cfg', 'write_cfg']
 
@@ -47,7 +46,7 @@ def write_cfg(frames: Iterable[Frame], handle_or_path, species_order: Sequence[s
     """
     species_order = list(species_order)
     count = 0
-    with _open_for_write(handle_or_path) as handle:
+    with open_for_write(handle_or_path) as handle:
         for index, frame in enumerate(frames):
             try:
                 text = _format_block(frame, species_order)
@@ -142,19 +141,6 @@ def _number(value) -> str:
     return repr(value)
 
 
-@contextlib.contextmanager
-def _open_for_write(handle_or_path):
-    if not isinstance(handle_or_path, (str, os.PathLike)):
-        yield handle_or_path
-        return
-    path = os.fspath(handle_or_path)
-    try:
-        with open(path, 'w', encoding='utf-8', newline='\n') as handle:
-            yield handle
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        raise
 
 
 # ----------------------------------------------------------------------------------------- reader
@@ -168,8 +154,8 @@ def read_cfg(handle_or_path, species_order: Sequence[str]) -> Iterator[Frame]:
     the 0-based block index and the 1-based line number.
     """
     species_order = list(species_order)
-    with _open_for_read(handle_or_path) as handle:
-        lines = _Lines(handle)
+    with open_for_read(handle_or_path) as handle:
+        lines = Lines(handle)
         index = 0
         while (line := lines.next_nonblank()) is not None:
             if line.split()[0] != 'BEGIN_CFG':
@@ -179,31 +165,12 @@ def read_cfg(handle_or_path, species_order: Sequence[str]) -> Iterator[Frame]:
             index += 1
 
 
-class _Lines:
-    """Line iterator that remembers the 1-based number of the last line returned."""
-
-    def __init__(self, handle):
-        self._iterator = iter(handle)
-        self.number = 0
-
-    def next(self) -> str | None:
-        line = next(self._iterator, None)
-        if line is None:
-            return None
-        self.number += 1
-        return line.rstrip('\r\n')
-
-    def next_nonblank(self) -> str | None:
-        while (line := self.next()) is not None:
-            if line.strip():
-                return line
-        return None
 
 
 class _Block:
     """Fields collected while reading one block, before they are checked and turned into a Frame."""
 
-    def __init__(self, index: int, lines: _Lines):
+    def __init__(self, index: int, lines: Lines):
         self.index = index
         self.lines = lines
         self.size = None
@@ -224,7 +191,7 @@ class _Block:
         return line
 
 
-def _read_block(lines: _Lines, index: int, species_order: list[str]) -> Frame:
+def _read_block(lines: Lines, index: int, species_order: list[str]) -> Frame:
     block = _Block(index, lines)
     pending = None  # a line read ahead while collecting Supercell rows
     while True:
@@ -338,7 +305,7 @@ def _build_frame(block: _Block, species_order: list[str]) -> Frame:
     forces = _columns(block, ('fx', 'fy', 'fz'), 'fx fy fz')
     stress = None
     if block.plus_stress is not None:
-        volume = _volume(cell)
+        volume = cell_volume(cell)
         if volume < 1e-12:
             raise block.error('PlusStress: needs a Supercell with non-zero volume')
         plus = block.plus_stress / volume if block.virial_keyword else block.plus_stress
@@ -365,7 +332,7 @@ def _positions(block: _Block, cell: np.ndarray) -> np.ndarray:
     if cartesian is not None and direct is not None:
         raise block.error('AtomData: both cartes_* and direct_* columns given')
     if direct is not None:
-        if _volume(cell) < 1e-12:
+        if cell_volume(cell) < 1e-12:
             raise block.error('AtomData: direct_x/y/z need a Supercell with non-zero volume')
         return direct @ cell
     if cartesian is None:
@@ -448,15 +415,5 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _volume(cell: np.ndarray) -> float:
-    """Same triple product as ``Frame.volume`` so virial <-> stress conversions invert exactly."""
-    return abs(float(np.dot(cell[0], np.cross(cell[1], cell[2]))))
 
 
-@contextlib.contextmanager
-def _open_for_read(handle_or_path):
-    if isinstance(handle_or_path, (str, os.PathLike)):
-        with open(handle_or_path, encoding='utf-8') as handle:
-            yield handle
-    else:
-        yield handle_or_path
