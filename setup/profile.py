@@ -29,7 +29,7 @@ KNOWN_EXECUTABLES = {
     'pw.x': ('quantumespresso.pw', True),
     'ld1.x': (None, False),
     'mlp': (None, True),
-    'motep': (None, False),
+    'motep': ('mlcampaign.motep.train', False),
     'nep': (None, False),
     'gpumd': (None, False),
     'lmp': (None, True),

@@ -134,11 +134,14 @@ def _feature_text(value) -> str:
 
 
 def _number(value) -> str:
-    """Shortest string that reads back to the same double (Python's repr)."""
+    """Shortest positional string that reads back to the same double.
+
+    Never scientific notation: motep 0.2.0's cfg reader raises on ``1e-05``, mlip-2 writes fixed point too.
+    """
     value = float(value)
     if not np.isfinite(value):
         raise FormatError(f'value: non-finite number {value}')
-    return repr(value)
+    return np.format_float_positional(value, unique=True, trim='0')
 
 
 

@@ -1,0 +1,73 @@
+"""Parsers of the motep CalcJobs: thin layers over ``aiida_mlcampaign.formats.motep`` and ``.mlip_cfg``."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.parsers import Parser
+
+from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.formats.mlip_cfg import read_cfg
+from aiida_mlcampaign.formats.motep import optimiser_iterations, read_motep_log
+
+
+class _MotepParser(Parser):
+    def _log(self):
+        retrieved = self.retrieved
+        name = self.node.process_class._STDOUT
+        if name not in retrieved.base.repository.list_object_names():
+            return None, self.exit_codes.ERROR_MISSING_STDOUT
+        try:
+            return read_motep_log(retrieved.base.repository.get_object_content(name)), None
+        except ValueError as exception:
+            return None, self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail=str(exception))
+
+
+class MotepTrainParser(_MotepParser):
+    """Reads ``final.mtp`` (repairing motep 0.2.0's layout) and the last error table of the log."""
+
+    def parse(self, **kwargs):
+        log, exit_code = self._log()
+        if exit_code:
+            return exit_code
+        self.out('training_errors', orm.Dict(log['errors']))
+        final = self.node.process_class._FINAL
+        if final not in self.retrieved.base.repository.list_object_names():
+            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=final)
+        try:
+            potential = MtpPotentialData(
+                self.retrieved.base.repository.get_object_content(final),
+                species=self.node.inputs.potential.species, training_errors=log['errors'], filename='trained.mtp',
+            )
+        except (FormatError, ValueError) as exception:
+            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail=str(exception))
+        if not potential.is_trained:
+            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail='the file holds no coefficients')
+        self.out('potential', potential)
+        iterations = optimiser_iterations(log)
+        if iterations and iterations[1] is not None and iterations[0] >= iterations[1]:
+            return self.exit_codes.ERROR_TRAINING_NOT_CONVERGED.format(maxiter=iterations[1])
+        return None
+
+
+class MotepEvaluateParser(_MotepParser):
+    """Reads the predictions cfg into a ``TrainingSetData`` with the MTP's labels."""
+
+    def parse(self, **kwargs):
+        log, exit_code = self._log()
+        if exit_code is None and log is not None:
+            self.out('errors', orm.Dict(log['errors']))
+        elif exit_code is not None and exit_code.status == self.exit_codes.ERROR_MISSING_STDOUT.status:
+            return exit_code
+        name = self.node.process_class._PREDICTIONS
+        if name not in self.retrieved.base.repository.list_object_names():
+            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=name)
+        species = self.node.inputs.potential.species
+        with self.retrieved.base.repository.open(name) as handle:
+            frames = list(read_cfg(handle, species))
+        reference = self.node.inputs.frames
+        for frame, info in zip(frames, reference.iter_frames()):
+            frame.info = {key: value for key, value in info.info.items() if key in ('source_uuid', 'origin')}
+        self.out('predictions', TrainingSetData.from_frames(frames, species=reference.species))
+        return None
