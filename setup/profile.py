@@ -30,6 +30,7 @@ KNOWN_EXECUTABLES = {
     'ld1.x': (None, False),
     'mlp': (None, True),
     'motep': ('mlcampaign.motep.train', False),
+    'mlcampaign-explore': ('mlcampaign.mtp.explore', False),
     'nep': (None, False),
     'gpumd': (None, False),
     'lmp': (None, True),

@@ -154,6 +154,13 @@ class TrainingSetData(orm.ArrayData):
         yield from _frames_from_arrays(arrays, self.species)
 
     def get_frame(self, index: int) -> Frame:
+        """Frame ``index``; negative indices count from the end as for a list."""
+        # Normalise first: ``_subset_arrays`` slices atoms with offsets[i]:offsets[i + 1], which for a
+        # negative ``i`` is an empty range and would give a frame with no atoms but the last frame's labels.
+        try:
+            index = range(self.num_frames)[index]
+        except IndexError:
+            raise IndexError(f'index: {index} out of range for {self.num_frames} frames') from None
         arrays = self._arrays()
         return next(_frames_from_arrays(_subset_arrays(arrays, [index]), self.species))
 
@@ -195,6 +202,9 @@ class TrainingSetData(orm.ArrayData):
         n_test = int(round(test_fraction * self.num_frames))
         if test_fraction > 0 and n_test == 0 and self.num_frames > 1:
             n_test = 1
+        # Never leave the training set empty: a fraction close to 1 (or any positive fraction of a
+        # one-frame set) would otherwise round every frame into the test set.
+        n_test = min(n_test, max(self.num_frames - 1, 0))
         return np.sort(order[n_test:]), np.sort(order[:n_test])
 
     @staticmethod

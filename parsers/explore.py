@@ -1,0 +1,82 @@
+"""Parser of ``MtpExploreCalculation``: ``summary.json`` and ``candidates.xyz`` back into nodes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from aiida import orm
+from aiida.parsers import Parser
+
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.formats.extxyz import read_extxyz
+from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.mtp.explore import ERROR_MARKER
+
+__all__ = ('MtpExploreParser',)
+
+
+class MtpExploreParser(Parser):
+    """Outputs ``statistics`` (the summary), and when there are candidates ``candidates`` (unlabelled
+    ``TrainingSetData``, origin ``explore``, temperature per frame, ``source_uuid`` = this calculation)
+    and ``grades`` (``ArrayData``: ``grades``, ``walkers``, ``steps``, ``temperatures``, ``seeds``,
+    ``starts``, one entry per candidate in file order)."""
+
+    def parse(self, **kwargs):
+        process = self.node.process_class
+        names = self.retrieved.base.repository.list_object_names()
+
+        if process._STDOUT not in names:
+            return self.exit_codes.ERROR_DRIVER.format(detail=f'no standard output ({process._STDOUT})')
+        stdout = self.retrieved.base.repository.get_object_content(process._STDOUT)
+        errors = [line for line in stdout.splitlines() if line.startswith(ERROR_MARKER)]
+        if errors:
+            return self.exit_codes.ERROR_DRIVER.format(detail=errors[-1][len(ERROR_MARKER):].lstrip(': '))
+
+        if process._SUMMARY not in names:
+            last = (stdout.strip().splitlines() or ['(empty)'])[-1]
+            return self.exit_codes.ERROR_MISSING_SUMMARY.format(
+                detail=f'file missing (killed or out of time?); last output line: {last}')
+        try:
+            summary = json.loads(self.retrieved.base.repository.get_object_content(process._SUMMARY))
+            totals = summary['totals']
+            walkers = summary['walkers']
+            expected = int(totals['candidates'])
+        except (ValueError, KeyError, TypeError) as exception:
+            return self.exit_codes.ERROR_MISSING_SUMMARY.format(detail=f'unreadable: {exception}')
+
+        if process._CANDIDATES not in names:
+            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(detail='file missing')
+        try:
+            with self.retrieved.base.repository.open(process._CANDIDATES) as handle:
+                frames = list(read_extxyz(handle))
+        except FormatError as exception:
+            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(detail=str(exception))
+        if len(frames) != expected:
+            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(
+                detail=f'{len(frames)} frames, but the summary counts {expected}')
+
+        self.out('statistics', orm.Dict(summary))
+        if frames:
+            species = list(self.node.inputs.potential.species)
+            columns = {key: [] for key in ('grade', 'walker', 'step', 'temperature', 'seed', 'start')}
+            for index, frame in enumerate(frames):
+                missing = [key for key in columns if key not in frame.info]
+                if missing:
+                    return self.exit_codes.ERROR_MISSING_CANDIDATES.format(
+                        detail=f'frame {index} lacks the info key(s) {missing}')
+                for key, values in columns.items():
+                    values.append(frame.info[key])
+                frame.info = {'origin': 'explore', 'temperature': frame.info.get('temperature'),
+                              'source_uuid': self.node.uuid}
+            self.out('candidates', TrainingSetData.from_frames(frames, species=species))
+            grades = orm.ArrayData()
+            grades.set_array('grades', np.array(columns['grade'], dtype=float))
+            for key in ('walker', 'step', 'seed', 'start'):
+                grades.set_array(key + 's', np.array(columns[key], dtype=np.int64))
+            grades.set_array('temperatures', np.array(columns['temperature'], dtype=float))
+            self.out('grades', grades)
+
+        if walkers and int(totals['exploded']) == len(walkers):
+            return self.exit_codes.ERROR_ALL_WALKERS_EXPLODED.format(walkers=len(walkers))
+        return None

@@ -1,0 +1,99 @@
+"""``mlcampaign.al.loop`` for real: pw.x, motep and the daemon on PostgreSQL + RabbitMQ.
+
+Two MTP iterations on 4-atom Cu2S2 cells. During iteration 2, while pw.x jobs of the DFT labelling
+run, the whole daemon is killed with SIGKILL and started again: the loop must finish with no
+PwCalculation run twice. Then a second loop started from the first one's outputs continues with
+iteration 3 without recomputing anything.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+
+from tests.daemon.test_daemon import HERE, drop_database, run, verdi
+from tests.helpers import require_executable, require_service
+
+pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(2400)]
+SCRIPT = str(HERE / 'al_script.py')
+
+
+def script(env, profile, *args):
+    return json.loads(run([sys.executable, SCRIPT, profile, *map(str, args)], env=env).strip().splitlines()[-1])
+
+
+def wait_for(env, profile, pk, condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = script(env, profile, 'state', pk)
+        if condition(state):
+            return state
+        time.sleep(3)
+    raise AssertionError(f'timeout after {timeout} s; last state {state}')
+
+
+def sigkill_daemon(profile):
+    """Kill circus and every worker of ``profile`` at once, as an out-of-memory kill or power cut would."""
+    victims = [p for p in psutil.process_iter(['cmdline'])
+               if p.info['cmdline'] and profile in p.info['cmdline'] and 'daemon' in p.info['cmdline']]
+    assert victims, 'no daemon process found'
+    for process in victims:
+        os.kill(process.pid, signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=30)
+    return len(victims)
+
+
+@pytest.fixture
+def al_env(tmp_path):
+    for executable in ('pw.x', 'motep', 'mlcampaign-explore'):
+        require_executable(executable)
+    require_service('PostgreSQL', '127.0.0.1', 5432)
+    require_service('RabbitMQ', '127.0.0.1', 5672)
+    env = dict(os.environ)
+    env['AIIDA_PATH'] = str(tmp_path / 'aiida')
+    env['PYTHONPATH'] = str(HERE.parent.parent) + os.pathsep + env.get('PYTHONPATH', '')
+    return env
+
+
+def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env):
+    profile = 'mlcampaign-al'
+    database = f'aiida_mlc_al_{uuid.uuid4().hex[:8]}'
+    try:
+        run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
+             '--db-name', database, '--mpiprocs', '1'], env=al_env)
+        verdi(profile, 'daemon', 'start', '2', env=al_env)
+        pk = script(al_env, profile, 'submit')['pk']
+
+        wait_for(al_env, profile, pk, lambda s: 'iteration_02_label' in s['children'] and s['running_pw_jobs'], 1500)
+        assert sigkill_daemon(profile) >= 2
+        time.sleep(2)
+        verdi(profile, 'daemon', 'start', '2', env=al_env)
+        wait_for(al_env, profile, pk, lambda s: s['terminated'], 1500)
+
+        report = script(al_env, profile, 'report', pk)
+        assert report['finished_ok'], report
+        assert report['pw_calculations'] == report['distinct_structures'], report  # nothing ran twice
+        assert report['last_iteration'] == 2 and [row['iteration'] for row in report['summary']] == [1, 2]
+        assert report['stop_reason'].startswith('max_iterations')
+        added = sum(row['labels_added'] for row in report['summary'])
+        assert report['training_frames'] == report['input_frames'] + added and added >= 1
+        for row in report['summary']:
+            assert row['train_force_rmse'] is not None and 0.0 <= row['candidate_fraction'] <= 1.0
+
+        again = script(al_env, profile, 'restart', pk)['pk']
+        wait_for(al_env, profile, again, lambda s: s['terminated'], 1500)
+        continued = script(al_env, profile, 'report', again)
+        assert continued['finished_ok'], continued
+        assert [row['iteration'] for row in continued['summary']] == [3]
+        assert continued['input_frames'] == report['training_frames']
+        # Only the new iteration's labels were computed by the continued loop.
+        assert continued['pw_calculations'] == continued['summary'][0]['labels_added']
+    finally:
+        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=al_env, capture_output=True, check=False)
+        drop_database(database)

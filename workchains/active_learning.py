@@ -1,0 +1,293 @@
+"""``mlcampaign.al.loop``: active learning of a moment tensor potential, one work chain, full provenance.
+
+One iteration is the field's standard MTP loop: train -> explore with MD while grading the
+extrapolation -> select a D-optimal subset of the extrapolative frames -> label them with DFT ->
+merge. It stops on measured criteria: few explored frames are extrapolative
+(``max_candidate_fraction``) *and* the model that explored predicts the new DFT forces well
+(``target_force_rmse``), or after ``max_iterations``. Children are labelled ``iteration_NN_<step>``.
+A loop started from a finished loop's outputs (``get_builder_restart_from``) continues with the next
+iteration; nothing already computed is run again.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_, while_
+
+from aiida_mlcampaign.calculations.explore import MtpExploreCalculation
+from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
+from aiida_mlcampaign.calculations.selection import select_for_labelling
+from aiida_mlcampaign.calculations.training_set import merge_training_sets
+from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
+
+FAMILIES = ('mtp',)
+
+
+def validate_family(value, _):
+    if value is not None and value.value not in FAMILIES:
+        return (f"family: {value.value!r} is not available; choose one of {FAMILIES} "
+                "(the NEP family arrives with the GPUMD issue)")
+
+
+def _positive(name, kind=float):
+    def validator(value, _):
+        if value is not None and not kind(value.value) > 0:
+            return f'{name}: must be positive, got {value.value}'
+
+    return validator
+
+
+def validate_inputs(inputs, _):
+    training_set = inputs.get('training_set')
+    potential = inputs.get('potential')
+    if training_set is not None and potential is not None:
+        extra = sorted(set(training_set.species) - set(potential.species))
+        if extra:
+            return f'training_set: species {extra} are not in the potential\'s species {potential.species}'
+    explore = inputs.get('explore', {})
+    if potential is not None:
+        for key, structure in explore.get('structures', {}).items():
+            extra = sorted(structure.get_symbols_set() - set(potential.species))
+            if extra:
+                return f'explore.structures.{key}: species {extra} are not in the potential\'s species'
+    fraction = inputs.get('max_candidate_fraction')
+    if fraction is not None and not 0.0 <= fraction.value <= 1.0:
+        return f'max_candidate_fraction: must be in [0, 1], got {fraction.value}'
+
+
+class ActiveLearningWorkChain(WorkChain):
+    """Train, explore, select, label, merge; repeat until the measured criteria hold."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('family', valid_type=orm.Str, default=lambda: orm.Str('mtp'), validator=validate_family,
+                   help="Potential family: 'mtp' (motep locally, mlip-2 format).")
+        spec.input('training_set', valid_type=TrainingSetData,
+                   help='Labelled frames to start from (e.g. the output of mlcampaign.dft.label or .aimd).')
+        spec.input('test_set', valid_type=TrainingSetData, required=False,
+                   help='Fixed held-out frames; their force RMSE is reported every iteration.')
+        spec.input('potential', valid_type=MtpPotentialData,
+                   help='The MTP to fit every iteration (a level template with species and distances).')
+        spec.expose_inputs(MotepTrainCalculation, namespace='train', exclude=('potential', 'training_set'),
+                           namespace_options={'help': 'motep training: code, settings, options.'})
+        spec.expose_inputs(MtpExploreCalculation, namespace='explore', exclude=('potential', 'training_set'),
+                           namespace_options={'help': 'Exploration MD: code, starting structures, parameters.'})
+        spec.expose_inputs(DftLabelWorkChain, namespace='label', exclude=('structures', 'origin'),
+                           namespace_options={'help': 'DFT labelling of the selected frames.'})
+        spec.input('max_iterations', valid_type=orm.Int, default=lambda: orm.Int(5),
+                   validator=_positive('max_iterations', int), help='Stop after this many iterations.')
+        spec.input('first_iteration', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   validator=_positive('first_iteration', int),
+                   help='Number of the first iteration (a restart continues the count).')
+        spec.input('max_candidate_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.05),
+                   help='Converged when fewer explored frames than this are extrapolative ...')
+        spec.input('target_force_rmse', valid_type=orm.Float, default=lambda: orm.Float(0.1),
+                   validator=_positive('target_force_rmse'),
+                   help='... and the exploring model\'s force RMSE on the new DFT frames is below this (eV/Å).')
+        spec.input('label_budget', valid_type=orm.Int, default=lambda: orm.Int(10),
+                   validator=_positive('label_budget', int), help='At most this many DFT labels per iteration.')
+        spec.input('select_add_threshold', valid_type=orm.Float, default=lambda: orm.Float(1.1),
+                   help='MaxVol swap threshold of the D-optimal selection (mlp select-add --select-threshold).')
+        spec.input('min_distance', valid_type=orm.Float, default=lambda: orm.Float(0.6),
+                   help='Candidates with atoms closer than this (Å) are never sent to DFT.')
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            while_(cls.should_iterate)(
+                cls.train, cls.inspect_train,
+                cls.explore, cls.inspect_explore,
+                if_(cls.has_candidates)(
+                    cls.select,
+                    if_(cls.has_selection)(
+                        cls.label, cls.inspect_label,
+                        cls.evaluate_new_frames, cls.inspect_evaluation,
+                        cls.merge,
+                    ),
+                ),
+                cls.decide,
+            ),
+            cls.finalize,
+        )
+        spec.output('potential', valid_type=MtpPotentialData, help='The last trained potential.')
+        spec.output('training_set', valid_type=TrainingSetData,
+                    help='All labelled frames, including those added by the last iteration.')
+        spec.output('stop_reason', valid_type=orm.Str, help='Why the loop stopped.')
+        spec.output('last_iteration', valid_type=orm.Int, help='Number of the last iteration run.')
+        spec.output('summary', valid_type=orm.List, help='One dict per iteration: sizes, errors, fractions.')
+        spec.output_namespace('iterations', dynamic=True, help='Per-iteration potential, training set, statistics.')
+        spec.exit_code(410, 'ERROR_TRAINING_FAILED', message='Training in iteration {iteration} failed.')
+        spec.exit_code(420, 'ERROR_EXPLORATION_FAILED', message='Exploration in iteration {iteration} failed.')
+        spec.exit_code(430, 'ERROR_LABELLING_FAILED', message='DFT labelling in iteration {iteration} failed.')
+        spec.exit_code(440, 'ERROR_EVALUATION_FAILED', message='Evaluating the model in iteration {iteration} failed.')
+
+    @classmethod
+    def get_builder_restart_from(cls, previous):
+        """A builder that continues ``previous`` (a finished loop) with its next iteration."""
+        builder = previous.get_builder_restart()
+        builder.training_set = previous.outputs.training_set
+        builder.first_iteration = orm.Int(previous.outputs.last_iteration.value + 1)
+        return builder
+
+    # ----------------------------------------------------------------------------------------- steps
+    def setup(self):
+        self.ctx.iteration = self.inputs.first_iteration.value
+        self.ctx.last = self.inputs.first_iteration.value + self.inputs.max_iterations.value - 1
+        self.ctx.training_set = self.inputs.training_set
+        self.ctx.stop_reason = None
+        self.ctx.summary = []
+
+    def should_iterate(self):
+        return self.ctx.stop_reason is None
+
+    def _label(self, step: str) -> str:
+        return f'iteration_{self.ctx.iteration:02d}_{step}'
+
+    def _record(self, name: str, node) -> None:
+        self.out(f'iterations.iteration_{self.ctx.iteration:02d}.{name}', node)
+
+    def train(self):
+        self.ctx.row = {'iteration': self.ctx.iteration, 'training_frames': self.ctx.training_set.num_frames}
+        inputs = AttributeDict(self.exposed_inputs(MotepTrainCalculation, namespace='train'))
+        inputs.potential = self.inputs.potential
+        inputs.training_set = self.ctx.training_set
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('train')}
+        return ToContext(trained=self.submit(MotepTrainCalculation, **inputs))
+
+    def inspect_train(self):
+        node = self.ctx.trained
+        if 'potential' not in node.outputs:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration)
+        if not node.is_finished_ok:
+            self.report(f'training in iteration {self.ctx.iteration} ended with exit status {node.exit_status}; '
+                        'using its potential anyway')
+        self.ctx.potential = node.outputs.potential
+        self._record('potential', self.ctx.potential)
+        errors = node.outputs.training_errors.get_dict()
+        self.ctx.row['train_force_rmse'] = errors.get('forces_rmse')
+        self.ctx.row['train_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
+
+    def explore(self):
+        inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
+        inputs.potential = self.ctx.potential
+        inputs.training_set = self.ctx.training_set
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
+        futures = {'explored': self.submit(MtpExploreCalculation, **inputs)}
+        if 'test_set' in self.inputs:
+            futures['tested'] = self.submit(MotepEvaluateCalculation, **self._evaluate_inputs(self.inputs.test_set,
+                                                                                              'test'))
+        return ToContext(**futures)
+
+    def _evaluate_inputs(self, frames, step):
+        train_inputs = self.exposed_inputs(MotepTrainCalculation, namespace='train')
+        options = {key: value for key, value in train_inputs.get('metadata', {}).get('options', {}).items()
+                   if key != 'parser_name'}  # same computer resources, its own parser
+        return {
+            'code': train_inputs['code'], 'potential': self.ctx.potential, 'frames': frames,
+            'metadata': {'call_link_label': self._label(step), 'options': options},
+        }
+
+    def inspect_explore(self):
+        node = self.ctx.explored
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration)
+        statistics = node.outputs.statistics.get_dict()
+        self._record('exploration', node.outputs.statistics)
+        totals = statistics.get('totals', statistics)
+        self.ctx.row['candidate_fraction'] = float(totals.get('candidate_fraction') or 0.0)
+        self.ctx.row['explored_frames'] = int(totals.get('graded', 0))
+        self.ctx.candidates = node.outputs.candidates if 'candidates' in node.outputs else None
+        self.ctx.row['candidates'] = 0 if self.ctx.candidates is None else self.ctx.candidates.num_frames
+        self.ctx.row['labels_added'] = 0
+        self.ctx.row['new_frames_force_rmse'] = None
+        if 'tested' in self.ctx:
+            tested = self.ctx.tested
+            if tested.is_finished_ok and 'errors' in tested.outputs:
+                self.ctx.row['test_force_rmse'] = tested.outputs.errors['forces_rmse']
+                self.ctx.row['test_energy_rmse_per_atom'] = tested.outputs.errors['energy_per_atom_rmse']
+            del self.ctx['tested']
+
+    def has_candidates(self):
+        return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
+
+    def select(self):
+        outputs = select_for_labelling(
+            self.ctx.potential, self.ctx.training_set, self.ctx.candidates,
+            budget=self.inputs.label_budget, select_threshold=self.inputs.select_add_threshold,
+            min_distance=self.inputs.min_distance, metadata={'call_link_label': self._label('select')},
+        )
+        self.ctx.selected = {key: node for key, node in outputs.items() if key.startswith('structure_')}
+
+    def has_selection(self):
+        return bool(self.ctx.selected)
+
+    def label(self):
+        inputs = AttributeDict(self.exposed_inputs(DftLabelWorkChain, namespace='label'))
+        inputs.structures = self.ctx.selected
+        inputs.origin = orm.Str(f'al-iter-{self.ctx.iteration:02d}')
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('label')}
+        return ToContext(labelled=self.submit(DftLabelWorkChain, **inputs))
+
+    def inspect_label(self):
+        node = self.ctx.labelled
+        if 'training_set' not in node.outputs:
+            return self.exit_codes.ERROR_LABELLING_FAILED.format(iteration=self.ctx.iteration)
+        self.ctx.new_frames = node.outputs.training_set
+        self.ctx.row['labels_added'] = self.ctx.new_frames.num_frames
+
+    def evaluate_new_frames(self):
+        inputs = self._evaluate_inputs(self.ctx.new_frames, 'evaluate')
+        return ToContext(evaluated=self.submit(MotepEvaluateCalculation, **inputs))
+
+    def inspect_evaluation(self):
+        node = self.ctx.evaluated
+        if not node.is_finished_ok or 'errors' not in node.outputs:
+            return self.exit_codes.ERROR_EVALUATION_FAILED.format(iteration=self.ctx.iteration)
+        self.ctx.row['new_frames_force_rmse'] = node.outputs.errors['forces_rmse']
+
+    def merge(self):
+        self.ctx.training_set = merge_training_sets(
+            set_0_previous=self.ctx.training_set, set_1_added=self.ctx.new_frames,  # the earlier label wins
+            metadata={'call_link_label': self._label('merge')},
+        )
+        self._record('training_set', self.ctx.training_set)
+
+    def decide(self):
+        row = self.ctx.row
+        fraction_ok = row['candidate_fraction'] < self.inputs.max_candidate_fraction.value
+        rmse = row['new_frames_force_rmse']
+        rmse_ok = rmse is None or rmse < self.inputs.target_force_rmse.value
+        if row['labels_added'] == 0 and fraction_ok:
+            self.ctx.stop_reason = (f'converged: {row["candidate_fraction"]:.3f} of explored frames extrapolative, '
+                                    'nothing left to label')
+        elif fraction_ok and rmse_ok:
+            self.ctx.stop_reason = (f'converged: candidate fraction {row["candidate_fraction"]:.3f} < '
+                                    f'{self.inputs.max_candidate_fraction.value} and force RMSE on new frames '
+                                    f'{rmse:.3f} < {self.inputs.target_force_rmse.value} eV/Å')
+        elif self.ctx.iteration >= self.ctx.last:
+            self.ctx.stop_reason = f'max_iterations: {self.inputs.max_iterations.value} iteration(s) run'
+        row['training_frames_after'] = self.ctx.training_set.num_frames
+        self.ctx.summary.append(row)
+        self.report(
+            f'iteration {self.ctx.iteration}: {row["training_frames"]} training frames, force RMSE train '
+            f'{_fmt(row.get("train_force_rmse"))} test {_fmt(row.get("test_force_rmse"))} eV/Å, candidate fraction '
+            f'{row["candidate_fraction"]:.3f}, labels added {row["labels_added"]}'
+            + (f'; stop: {self.ctx.stop_reason}' if self.ctx.stop_reason else '')
+        )
+        if self.ctx.stop_reason is None:
+            self.ctx.iteration += 1
+
+    def finalize(self):
+        self.out('potential', self.ctx.potential)
+        self.out('training_set', self.ctx.training_set)
+        self.out('stop_reason', orm.Str(self.ctx.stop_reason).store())
+        self.out('last_iteration', orm.Int(self.ctx.iteration).store())
+        self.out('summary', orm.List(self.ctx.summary).store())
+
+
+def _fmt(value) -> str:
+    return '-' if value is None else f'{value:.4f}'
