@@ -1,9 +1,11 @@
-"""The README quickstart: embedded profile, real pw.x labels through the daemon, a summary table.
+"""The README quickstart: embedded profile, real pw.x labels and real MTP active learning on the daemon.
 
-It shows the whole DFT half of a campaign on a laptop in a few minutes: an 8-atom Cu3PS4 cell
-(zincblende-derived, the smallest cell with the model case's three elements) is rattled into a few
-structures with provenance, labelled with pw.x by ``mlcampaign.dft.label`` under the daemon, and the
-resulting ``TrainingSetData`` is summarised and exported.
+It shows a whole (small) campaign on a laptop: an 8-atom Cu3PS4 cell (zincblende-derived, the
+smallest cell with the model case's three elements) is rattled and strained into a few structures
+with provenance, labelled with pw.x by ``mlcampaign.dft.label``, then ``mlcampaign.al.loop`` fits
+a moment tensor potential with motep, explores with MD while grading the extrapolation, sends the
+D-optimal extrapolative frames to pw.x and retrains. DFT settings are demo-grade (Γ point, low
+cutoffs) so that it finishes in minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 
 import click
 import numpy as np
+
+DEMO_DFT = {'kpoints_distance': 1.5}  # Γ only for the 5.35 Å cell: demo speed, not converged physics
 
 
 def demo_structure():
@@ -24,8 +28,24 @@ def demo_structure():
     return Atoms('Cu3PS4', scaled_positions=fcc + tetra, cell=[a, a, a], pbc=True)
 
 
-def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 3, mpiprocs: int = 2,
-                   timeout: float = 900.0) -> int:
+def _wait(node, start: float, timeout: float, profile_name: str):
+    while not node.is_terminated:
+        if time.monotonic() - start > timeout:
+            raise click.ClickException(f'{node.process_label}<{node.pk}> did not finish within {timeout} s')
+        time.sleep(2)
+    if not node.is_finished_ok:
+        raise click.ClickException(f'{node.process_label}<{node.pk}> failed: exit status {node.exit_status}. '
+                                   f'See: verdi -p {profile_name} process report {node.pk}')
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 4, mpiprocs: int = 2,
+                   iterations: int = 2, timeout: float = 1800.0) -> int:
     from aiida import orm
     from aiida.engine import submit
     from aiida.engine.daemon.client import get_daemon_client
@@ -40,19 +60,19 @@ def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 3, 
     click.echo(f'profile {profile.name} ({"created" if created else "reused"}; sqlite + ZeroMQ, no services)')
     computer = profile_setup.ensure_localhost(mpiprocs=mpiprocs)
     codes = profile_setup.discover_codes(computer)
-    if 'pw.x' not in codes:
-        raise click.ClickException('pw.x not found on PATH: apt-get install quantum-espresso')
+    missing = [name for name in ('pw.x', 'motep', 'mlcampaign-explore') if name not in codes]
+    if 'pw.x' in missing or (iterations and missing):
+        raise click.ClickException(f'not found on PATH: {missing} (apt-get install quantum-espresso; '
+                                   'pip install aiida-mlcampaign)')
     family = install_pseudo_family()
     click.echo(f'pseudopotentials: {family.label} ({len(family.nodes)} elements, generated with ld1.x)')
 
     base = orm.StructureData(ase=demo_structure())
     rattled = generate_rattled_set(base, orm.Int(count), orm.Float(0.05), orm.Float(0.02), orm.Int(7))
-    structures = {key: node for key, node in sorted(rattled.items())}
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpiprocs}, 'max_wallclock_seconds': 1800}
     builder = DftLabelWorkChain.get_builder_from_protocol(
-        codes['pw.x'], structures, protocol='fast', pseudo_family=family.label,
-        overrides={'dft': {'kpoints_distance': 0.6}, 'origin': 'quickstart-rattle'},
-        options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpiprocs},
-                 'max_wallclock_seconds': 1800},
+        codes['pw.x'], dict(sorted(rattled.items())), protocol='fast', pseudo_family=family.label,
+        overrides={'dft': DEMO_DFT, 'origin': 'quickstart-rattle'}, options=options,
     )
     builder.max_concurrent = orm.Int(1)
 
@@ -62,13 +82,7 @@ def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 3, 
     node = submit(builder)
     click.echo(f'submitted DftLabelWorkChain<{node.pk}> to the daemon; watch it with: '
                f'verdi -p {profile.name} process list')
-    while not node.is_terminated:
-        if time.monotonic() - start > timeout:
-            raise click.ClickException(f'DftLabelWorkChain<{node.pk}> did not finish within {timeout} s')
-        time.sleep(2)
-    if not node.is_finished_ok:
-        raise click.ClickException(f'DftLabelWorkChain<{node.pk}> failed: exit status {node.exit_status}. '
-                                   f'See: verdi -p {profile.name} process report {node.pk}')
+    _wait(node, start, timeout, profile.name)
 
     training_set = node.outputs.training_set
     pw_walltime = sum(
@@ -79,17 +93,66 @@ def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 3, 
     natoms = training_set.get_array('natoms')
     energies = training_set.get_array('energies') / natoms
     forces = np.linalg.norm(training_set.get_array('forces'), axis=1)
-    rows = [
+    click.echo('')
+    _table([
         ('frames', f'{training_set.num_frames}'),
         ('energy range (eV/atom)', f'{energies.min():.4f} .. {energies.max():.4f}'),
         ('max |force| (eV/Å)', f'{forces.max():.3f}'),
         ('pw.x wall time (s)', f'{pw_walltime:.1f}'),
         ('total wall time (s)', f'{time.monotonic() - start:.1f}'),
         ('TrainingSetData PK', f'{training_set.pk}'),
-    ]
-    width = max(len(name) for name, _ in rows)
-    click.echo('')
-    for name, value in rows:
-        click.echo(f'{name:<{width}}  {value}')
+    ])
     click.echo(f'\nexport: aiida-mlcampaign data -p {profile.name} export {training_set.pk} -o train.xyz')
+    if iterations:
+        run_active_learning(profile.name, codes, family.label, base, training_set, builder, iterations,
+                            start, timeout)
     return training_set.pk
+
+
+def run_active_learning(profile_name, codes, family_label, base, labelled, label_builder, iterations, start,
+                        timeout):
+    """Two (or ``iterations``) MTP active-learning iterations, one frame held out as the test set."""
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_mlcampaign.calculations.training_set import split_training_set
+    from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+    from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
+
+    split = split_training_set(labelled, orm.Float(0.25), orm.Int(0))
+    builder = ActiveLearningWorkChain.get_builder()
+    builder.training_set = split['train']
+    builder.test_set = split['test']
+    builder.potential = MtpPotentialData.from_template(6, ['Cu', 'P', 'S'], min_dist=1.8, max_dist=5.0)
+    builder.train.code = codes['motep']
+    builder.train.settings = orm.Dict({'max_iter': 300, 'seed': 1})
+    builder.explore.code = codes['mlcampaign-explore']
+    builder.explore.structures = {'cu3ps4': base}
+    builder.explore.parameters = orm.Dict({'temperatures': [300.0, 600.0], 'seeds': [1, 2], 'steps': 200,
+                                           'time_step': 1.0, 'grade_every': 10, 'explode_grade': 1e12})
+    for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
+        setattr(builder.label, key, label_builder[key])
+    builder.label.max_concurrent = orm.Int(1)
+    builder.label_budget = orm.Int(3)
+    builder.max_iterations = orm.Int(iterations)
+    node = submit(builder)
+    click.echo(f'\nsubmitted ActiveLearningWorkChain<{node.pk}> (MTP level 06, motep + pw.x, {iterations} '
+               f'iterations at most)')
+    _wait(node, start, timeout, profile_name)
+
+    rows = [('iteration', 'training frames', 'force RMSE train', 'force RMSE test', 'candidate fraction',
+             'labels added')]
+    for row in node.outputs.summary.get_list():
+        rows.append((str(row['iteration']), str(row['training_frames']), _fmt(row.get('train_force_rmse')),
+                     _fmt(row.get('test_force_rmse')), f"{row['candidate_fraction']:.3f}", str(row['labels_added'])))
+    click.echo('')
+    _table(rows)
+    click.echo(f'\nstop reason: {node.outputs.stop_reason.value}')
+    potential = node.outputs.potential
+    click.echo(f'potential: MtpPotentialData<{potential.pk}> (verdi -p {profile_name} node repo cat {potential.pk} '
+               f'{potential.filename} > pot.mtp); training set: TrainingSetData<{node.outputs.training_set.pk}>; '
+               f'total wall time {time.monotonic() - start:.0f} s')
+
+
+def _fmt(value) -> str:
+    return '-' if value is None else f'{value:.4f} eV/Å'

@@ -76,10 +76,12 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
 @cli.command('quickstart')
 @click.option('--profile', 'profile_name', default='mlcampaign-quickstart', show_default=True,
               help='Embedded (sqlite + ZeroMQ) profile to create or reuse.')
-@click.option('--count', default=3, show_default=True, help='Number of rattled structures to label.')
+@click.option('--count', default=4, show_default=True, help='Number of rattled structures to label first.')
+@click.option('--iterations', default=2, show_default=True,
+              help='MTP active-learning iterations after the first labels (0: labels only).')
 @click.option('--mpiprocs', default=2, show_default=True, help='MPI ranks per pw.x run.')
-def quickstart_command(profile_name, count, mpiprocs):
-    """Set up the embedded profile and label rattled structures with real pw.x through the daemon."""
+def quickstart_command(profile_name, count, iterations, mpiprocs):
+    """Embedded profile, real pw.x labels and MTP active learning with motep, all through the daemon."""
     from aiida_mlcampaign.quickstart import run_quickstart
 
-    run_quickstart(profile_name=profile_name, count=count, mpiprocs=mpiprocs)
+    run_quickstart(profile_name=profile_name, count=count, mpiprocs=mpiprocs, iterations=iterations)
