@@ -38,7 +38,8 @@ def test_wheel_maps_design_folders_into_one_package(wheel):
     assert top_levels == {'aiida_mlcampaign'}
     for module in ('workchains/dft_label.py', 'calculations/training_set.py', 'setup/pseudos.py',
                    'setup/ld1/P.pbe-n-rrkjus_psl.1.0.0.in', 'setup/ld1/cutoffs_psl_us_n.json',
-                   'workchains/protocols/dft_label.yaml', 'setup/templates/computer-slurm-gpu.yaml'):
+                   'workchains/protocols/dft_label.yaml', 'setup/templates/computer-slurm-gpu.yaml',
+                   'data/mtp_templates/08.mtp', 'mtp/explore.py', 'workchains/active_learning.py'):
         assert f'aiida_mlcampaign/{module}' in names
 
 
@@ -57,6 +58,8 @@ def test_wheel_installs_in_clean_venv_and_entry_points_load(wheel, tmp_path):
     assert 'aiida.workflows:mlcampaign.dft.label' in report['loaded']
     assert 'aiida.workflows:mlcampaign.dft.aimd' in report['loaded']
     assert 'aiida.data:mlcampaign.training_set' in report['loaded']
+    assert 'aiida.workflows:mlcampaign.al.loop' in report['loaded']
+    assert 'console_scripts:mlcampaign-explore' in report['loaded']
     assert 'console_scripts:aiida-mlcampaign' in report['loaded']
     cli = subprocess.run([str(venv / 'bin' / 'aiida-mlcampaign'), '--help'], capture_output=True, text=True,
                          timeout=120)
@@ -67,6 +70,13 @@ def test_verdi_lists_the_plugins():
     workflows = subprocess.run(['verdi', 'plugin', 'list', 'aiida.workflows'], capture_output=True, text=True,
                                timeout=120).stdout
     assert 'mlcampaign.dft.label' in workflows and 'mlcampaign.dft.aimd' in workflows
+    assert 'mlcampaign.al.loop' in workflows
+    calculations = subprocess.run(['verdi', 'plugin', 'list', 'aiida.calculations'], capture_output=True, text=True,
+                                  timeout=120).stdout
+    for name in ('mlcampaign.motep.train', 'mlcampaign.motep.evaluate', 'mlcampaign.mtp.explore',
+                 'mlcampaign.mlp.train', 'mlcampaign.mlp.calc_efs', 'mlcampaign.mlp.calc_errors',
+                 'mlcampaign.mlp.calc_grade', 'mlcampaign.mlp.select_add', 'mlcampaign.lammps.mlip_explore'):
+        assert name in calculations, name
     data = subprocess.run(['verdi', 'plugin', 'list', 'aiida.data'], capture_output=True, text=True,
                           timeout=120).stdout
-    assert 'mlcampaign.training_set' in data
+    assert 'mlcampaign.training_set' in data and 'mlcampaign.potential.mtp' in data
