@@ -56,7 +56,7 @@ def test_quickstart_on_embedded_profile(isolated_env, tmp_path):
     """The README quickstart: sqlite + ZeroMQ, daemon, real pw.x; then the acceptance queries."""
     profile = 'mlcampaign-quickstart'
     try:
-        output = run(['aiida-mlcampaign', 'quickstart', '--count', '3', '--iterations', '1'], env=isolated_env)
+        output = run(['aiida-mlcampaign', 'quickstart', '--iterations', '1'], env=isolated_env)
         assert 'stop reason: max_iterations' in output and 'force RMSE test' in output
         assert 'TrainingSetData PK' in output
         pk = int(re.search(r'TrainingSetData PK\s+(\d+)', output).group(1))
