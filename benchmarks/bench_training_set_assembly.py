@@ -3,7 +3,7 @@
 Run by hand (pytest does not collect it); the default run (N = 10000, sqlite_dos) takes ~5-6 min on 2 cores,
 almost all of it in method (b)::
 
-    cd /work/main && python benchmarks/bench_training_set_assembly.py
+    python benchmarks/bench_training_set_assembly.py        (from the repository root)
 
 Options (combine freely)::
 
