@@ -167,6 +167,7 @@ class ActiveLearningWorkChain(WorkChain):
                         'using its potential anyway')
         self.ctx.potential = node.outputs.potential
         self._record('potential', self.ctx.potential)
+        self._record('training_errors', node.outputs.training_errors)
         errors = node.outputs.training_errors.get_dict()
         self.ctx.row['train_force_rmse'] = errors.get('forces_rmse')
         self.ctx.row['train_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
