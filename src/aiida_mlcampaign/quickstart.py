@@ -129,7 +129,7 @@ def run_active_learning(profile_name, codes, family_label, base, labelled, label
     builder.explore.code = codes['mlcampaign-explore']
     builder.explore.structures = {'cu3ps4': base}
     builder.explore.parameters = orm.Dict({'temperatures': [300.0, 600.0], 'seeds': [1, 2], 'steps': 200,
-                                           'time_step': 1.0, 'grade_every': 10, 'explode_grade': 1e12})
+                                           'time_step': 1.0, 'grade_every': 10})
     for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
         setattr(builder.label, key, label_builder[key])
     builder.label.max_concurrent = orm.Int(1)

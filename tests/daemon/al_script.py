@@ -53,7 +53,7 @@ def loop_builder(training_set, family):
     builder.explore.code = orm.load_code('mlcampaign-explore@localhost')
     builder.explore.structures = {'start': orm.StructureData(ase=cu2s2(0.02, 9))}
     builder.explore.parameters = orm.Dict({'temperatures': [300.0, 900.0], 'seeds': [1], 'steps': 60,
-                                           'time_step': 1.0, 'grade_every': 5, 'explode_grade': 1e12})
+                                           'time_step': 1.0, 'grade_every': 5})
     for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
         setattr(builder.label, key, label[key])
     builder.label.max_concurrent = orm.Int(2)

@@ -227,7 +227,7 @@ def test_settings_defaults():
     settings = ex.check_explore_settings(dict(BASE))
     assert settings == {
         **BASE, 'temperatures': [300.0, 3000.0], 'time_step': 2.0, 'ensemble': 'nvt', 'friction': 0.02,
-        'select_threshold': 2.1, 'break_threshold': 10.0, 'explode_grade': 1e4, 'min_distance': 0.6,
+        'select_threshold': 2.1, 'break_threshold': 10.0, 'explode_grade': None, 'min_distance': 0.6,
         'max_candidates_per_walker': 20, 'engine': 'cext',
     }
     assert ex.check_explore_settings(settings) == settings  # idempotent
