@@ -21,6 +21,7 @@ from aiida import orm
 from aiida.common.exceptions import ValidationError
 from ase.data import atomic_numbers
 
+from aiida_mlcampaign.formats.textio import read_text_input
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.mtp import (
     MtpFile,
@@ -96,7 +97,7 @@ class MtpPotentialData(orm.SinglefileData):
     def set_file(self, file, filename=None, species: t.Sequence[str] | None = None,
                  training_errors: dict | None = None) -> None:
         """Validate, normalise and store ``file``; ``species`` defaults to the node's current species."""
-        text, default_name = _read_input(file)
+        text, default_name = read_text_input(file, '.mtp')
         text = text.replace('\r\n', '\n').replace('\r', '\n')
         if species is None:
             species = self.base.attributes.get('species', None)
@@ -225,23 +226,6 @@ class MtpPotentialData(orm.SinglefileData):
         return bool(self.base.attributes.get('layout_fixed'))
 
 
-def _read_input(file) -> tuple[str, str | None]:
-    """Text and a default file name from a path, a handle, bytes or the text itself."""
-    if isinstance(file, (bytes, bytearray)):
-        return bytes(file).decode('utf-8'), None
-    if hasattr(file, 'read'):
-        content = file.read()
-        name = getattr(file, 'name', None)
-        name = os.path.basename(name) if isinstance(name, str) and name else None
-        return (content.decode('utf-8') if isinstance(content, bytes) else content), name
-    if isinstance(file, str) and ('\n' in file or '\r' in file):
-        return file, None
-    if isinstance(file, (str, os.PathLike)):
-        path = pathlib.Path(file)
-        if not path.is_file():
-            raise ValueError(f'file: {str(path)!r} is not an existing file (text must contain a newline)')
-        return path.read_bytes().decode('utf-8'), path.name
-    raise TypeError(f'file: expected a path, a handle or the .mtp text, got {type(file).__name__}')
 
 
 def _check_species(species) -> list[str]:

@@ -19,6 +19,7 @@ import typing as t
 from aiida import orm
 from aiida.common.exceptions import ValidationError
 
+from aiida_mlcampaign.formats.textio import read_text_input
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.nep import architecture_from_header, read_nep_header
 
@@ -57,7 +58,7 @@ class NepPotentialData(orm.SinglefileData):
 
     def set_file(self, file, filename: str | None = None, **kwargs) -> None:
         """Validate and store ``file``; raises :class:`FormatError` naming the field or line if it is malformed."""
-        text, default_name = _read_input(file)
+        text, default_name = read_text_input(file, 'nep.txt')
         text = text.replace('\r\n', '\n').replace('\r', '\n')
         header = read_nep_header(text)
         if header['body_matches'] is False:
@@ -135,20 +136,3 @@ class NepPotentialData(orm.SinglefileData):
         return self.base.attributes.get('checksum')
 
 
-def _read_input(file) -> tuple[str, str | None]:
-    """Text and a default file name from a path, a handle, bytes or the text itself."""
-    if isinstance(file, (bytes, bytearray)):
-        return bytes(file).decode('utf-8'), None
-    if hasattr(file, 'read'):
-        content = file.read()
-        name = getattr(file, 'name', None)
-        name = os.path.basename(name) if isinstance(name, str) and name else None
-        return (content.decode('utf-8') if isinstance(content, bytes) else content), name
-    if isinstance(file, str) and ('\n' in file or '\r' in file):
-        return file, None
-    if isinstance(file, (str, os.PathLike)):
-        path = pathlib.Path(file)
-        if not path.is_file():
-            raise ValueError(f'file: {str(path)!r} is not an existing file (text must contain a newline)')
-        return path.read_bytes().decode('utf-8'), path.name
-    raise TypeError(f'file: expected a path, a handle or the nep.txt text, got {type(file).__name__}')

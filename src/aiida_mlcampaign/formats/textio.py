@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 
 import numpy as np
 
@@ -57,3 +58,25 @@ class Lines:
 def cell_volume(cell: np.ndarray) -> float:
     """Same triple product as ``Frame.volume`` so virial <-> stress conversions invert exactly."""
     return abs(float(np.dot(cell[0], np.cross(cell[1], cell[2]))))
+
+
+def read_text_input(file, what: str = 'file') -> tuple[str, str | None]:
+    """Text and a default file name from a path, a handle, bytes or the text itself (a str with a newline).
+
+    Potential nodes accept all four, so a user can pass whatever a program or another node gave them.
+    """
+    if isinstance(file, (bytes, bytearray)):
+        return bytes(file).decode('utf-8'), None
+    if hasattr(file, 'read'):
+        content = file.read()
+        name = getattr(file, 'name', None)
+        name = os.path.basename(name) if isinstance(name, str) and name else None
+        return (content.decode('utf-8') if isinstance(content, bytes) else content), name
+    if isinstance(file, str) and ('\n' in file or '\r' in file):
+        return file, None
+    if isinstance(file, (str, os.PathLike)):
+        path = pathlib.Path(file)
+        if not path.is_file():
+            raise ValueError(f'file: {str(path)!r} is not an existing file (text must contain a newline)')
+        return path.read_bytes().decode('utf-8'), path.name
+    raise TypeError(f'file: expected a path, a handle or the {what} text, got {type(file).__name__}')
