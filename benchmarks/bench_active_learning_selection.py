@@ -1,6 +1,6 @@
 """Benchmark: labels needed to reach a force-RMSE target, MTP grade-based D-optimal selection vs. random.
 
-Run by hand (pytest does not collect it); the default run takes ~6-8 min on 2 cores::
+Run by hand (pytest does not collect it); the default run takes ~5 min on 2 cores::
 
     python benchmarks/bench_active_learning_selection.py        (from the repository root)
 
@@ -11,8 +11,8 @@ Options (combine freely)::
     --batch 4            # frames added per round (default 4)
     --rounds 10          # selection rounds per strategy (default 10: up to seed + 40 labels)
     --seeds 3            # random-selection seeds (default 3; mean ± std reported)
-    --level 8            # MTP level template (default 8)
-    --max-iter 200       # BFGS iterations per training (default 200)
+    --level 6            # MTP level template (default 6)
+    --max-iter 500       # BFGS iterations per training (default 500)
     --workers 2          # worker processes (default 2 = the cores of this machine)
     --json results.json  # also write every number as JSON
     --keep               # keep the working directory (pool/test/seed .cfg, every trained .mtp)
