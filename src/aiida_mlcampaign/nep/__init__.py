@@ -1,0 +1,1 @@
+"""Neuroevolution potentials: CPU evaluation (calorine), committees and exploration, no AiiDA import."""
