@@ -53,6 +53,10 @@ __all__ = [
     'read_sdc',
     'read_shc',
     'read_thermo',
+    'read_viscosity',
+    'OUTPUT_FILES',
+    'array_node_content',
+    'unit_of',
 ]
 
 # ------------------------------------------------------------------------------------ shared
@@ -537,6 +541,35 @@ def read_kappa(path, window: int | None = None, *, time_per_row_ps: float | None
     return result
 
 
+# ------------------------------------------------------------------------------------ viscosity.out
+
+_VISCOSITY_COMPONENTS = ('xx', 'yy', 'zz', 'xy', 'xz', 'yz', 'yx', 'zx', 'zy')
+
+
+def read_viscosity(path) -> dict:
+    """Read ``viscosity.out`` (``compute_viscosity``, Green–Kubo shear viscosity).
+
+    Returns ``time_ps`` (N,) correlation time in ps, ``sacf_eV2`` (N, 9) stress autocorrelations
+    ⟨S_ab(0)S_ab(t)⟩ in eV² and ``viscosity_mPa_s`` (N, 9) their running integrals divided by k_B·T·V
+    in mPa·s (GPUMD manual), both in the order of ``components`` (``xx yy zz xy xz yz yx zx zy``),
+    plus ``block_starts`` and ``headers`` (v5.6 ``#`` header per run). Blocks (appended runs) start
+    at a header or where the time does not increase.
+    """
+    def check(width):
+        return None if width == 19 else f'expected 19 columns (time, 9 autocorrelations, 9 viscosities), got {width}'
+
+    _, blocks, width = _scan_table(path, 'viscosity.out row', reset_column=0, check_width=check)
+    data, starts, headers = _assemble(blocks, width)
+    return {
+        'time_ps': data[:, 0].copy(),
+        'sacf_eV2': data[:, 1:10].copy(),
+        'viscosity_mPa_s': data[:, 10:19].copy(),
+        'components': list(_VISCOSITY_COMPONENTS),
+        'block_starts': starts,
+        'headers': headers,
+    }
+
+
 # ------------------------------------------------------------------------------------ shc.out
 
 
@@ -983,3 +1016,70 @@ def read_gpumd_stdout(text: str) -> dict:
         'finished': 'Finished running GPUMD' in text,
         'errors': errors,
     }
+
+
+# ------------------------------------------------------------------------------ outputs as array nodes
+
+#: Output file of each ``run.in`` keyword -> (file name, reader name). ``compute_dos`` writes two files.
+OUTPUT_FILES = {
+    'dump_thermo': (('thermo', 'thermo.out', 'read_thermo'),),
+    'compute_msd': (('msd', 'msd.out', 'read_msd'),),
+    'compute_sdc': (('sdc', 'sdc.out', 'read_sdc'),),
+    'compute_rdf': (('rdf', 'rdf.out', 'read_rdf'),),
+    'compute_dos': (('dos', 'dos.out', 'read_dos'), ('mvac', 'mvac.out', 'read_mvac')),
+    'compute_hac': (('hac', 'hac.out', 'read_hac'),),
+    'compute_hnemd': (('kappa', 'kappa.out', 'read_kappa'),),
+    'compute_shc': (('shc', 'shc.out', 'read_shc'),),
+    'compute_viscosity': (('viscosity', 'viscosity.out', 'read_viscosity'),),
+}
+
+# Longest suffix first: ``_A2_per_ps`` must win over ``_ps``.
+_UNIT_SUFFIXES = (
+    ('_A_eV_per_ps_per_THz', 'Å·eV/ps/THz'), ('_A_eV_per_ps', 'Å·eV/ps'), ('_A2_per_ps2', 'Å²/ps²'),
+    ('_A2_per_ps', 'Å²/ps'), ('_eV3_per_amu', 'eV³/amu'), ('_W_per_mK', 'W/(m·K)'), ('_mPa_s', 'mPa·s'),
+    ('_per_THz', '1/THz'), ('_THz', 'THz (angular)'), ('_A2', 'Å²'), ('_eV2', 'eV²'), ('_GPa', 'GPa'),
+    ('_eV', 'eV'), ('_ps', 'ps'), ('_fs', 'fs'), ('_K', 'K'), ('_A', 'Å'),
+)
+_COUNTS = {'block_starts', 'correlation_block_starts', 'frequency_block_starts', 'window_index', 'step', 'stage',
+           'step_in_stage'}
+
+
+def unit_of(key: str) -> str:
+    """The unit of a reader's array from its key (``msd_A2`` -> ``Å²``); ``1`` for dimensionless values
+    (``g_total``, ``mvac``) and ``index`` for row indices and step counts."""
+    if key in _COUNTS:
+        return 'index'
+    for suffix, unit in _UNIT_SUFFIXES:
+        if key.endswith(suffix):
+            return unit
+    return '1'
+
+
+def _plain(value):
+    """JSON-compatible copy (numpy scalars and arrays inside headers become Python numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def array_node_content(result: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """Split a reader's result into the arrays of an ``ArrayData`` and its JSON attributes.
+
+    Every numpy array becomes an array under the reader's key; everything else (``headers``,
+    ``num_groups``, ``pairs``, ``components`` ...) an attribute. ``units`` (attribute) maps each array
+    name to its unit, read from the key's suffix (:func:`unit_of`).
+    """
+    arrays, attributes = {}, {}
+    for key, value in result.items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1:
+            arrays[key] = value
+        else:
+            attributes[key] = _plain(value)
+    attributes['units'] = {key: unit_of(key) for key in arrays}
+    return arrays, attributes
