@@ -12,7 +12,11 @@ Pure functions (no AiiDA). Everything follows ``shared/docs/gpumd-formats.md`` �
   back into the same settings dict and :func:`fill_nep_defaults` completes a dict with the defaults of a version;
 * :func:`read_loss` (10, 14 or 6 columns, ``#`` lines skipped) and :func:`read_parity` (``energy``/``force``/
   ``virial``/``stress``/``dipole``/``polarizability`` files: prediction columns then target columns; a missing
-  target, written as -1e6 or, in ``stress_*.out`` before v4.9.1, about -4.5e6, becomes NaN).
+  target, written as -1e6 or, in ``stress_*.out`` before v4.9.1, about -4.5e6, becomes NaN);
+* for whole runs: :func:`read_nep_stdout`, :func:`read_nep_restart` and :func:`expected_parameter_count` (resume
+  checks), :func:`apply_architecture` (prediction from an existing model), :func:`gpumd_batch_order`,
+  :func:`match_train_order` and :func:`restore_train_order` (``*_train.out`` rows back in ``train.xyz`` order when
+  ``nep`` trained in batches) and :func:`parity_rmse`.
 
 Errors are :class:`~aiida_mlcampaign.formats.frames.FormatError` (a ``ValueError``) naming the keyword, field or
 line. Two formula details are not in the doc and were read from the GPUMD source (``src/main_nep/parameters.cu``):
@@ -22,6 +26,7 @@ a second hidden layer ``neuron N1 N2`` makes the per-type ANN block ``(dim+1)*N1
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pathlib
@@ -39,15 +44,25 @@ __all__ = [
     'LOSS_COLUMNS',
     'MISSING_TARGET_THRESHOLD',
     'PARITY_COMPONENTS',
+    'PARITY_RMSE_UNITS',
+    'apply_architecture',
     'architecture_from_header',
+    'expected_parameter_count',
     'fill_nep_defaults',
+    'gpumd_batch_order',
+    'match_train_order',
     'nep_in',
     'nep_parameter_count',
+    'parity_rmse',
     'parse_gpumd_version',
     'read_loss',
     'read_nep_header',
     'read_nep_in',
+    'read_nep_restart',
+    'read_nep_stdout',
     'read_parity',
+    'read_parity_set',
+    'restore_train_order',
 ]
 
 #: GPUMD's element table: H ... Pu (94 elements); ``type`` symbols must be among them, case-sensitive.
@@ -960,3 +975,314 @@ def read_parity(path, kind: str) -> dict:
         'missing': missing,
         'legacy_layout': legacy,
     }
+
+
+# ================================================================================================ nep runs
+# What a ``nep`` run leaves behind beyond the single files above: its stdout, ``nep.restart``, the row order of
+# ``*_train.out`` and the errors the parity files imply. Used by the ``mlcampaign.nep.train`` CalcJob and parser.
+
+#: Architecture keywords a prediction run or a resume takes from an existing model (doc §2, §4.2).
+_MODEL_KEYWORDS = ('version', 'model_type', 'charge_mode', 'zbl', 'use_typewise_cutoff_zbl', 'cutoff', 'n_max',
+                   'basis_size', 'l_max', 'neuron')
+
+
+def apply_architecture(settings: dict, architecture: dict, source: str, version='5.6') -> dict:
+    """``settings`` (with ``type``) checked and completed with the architecture of an existing model.
+
+    ``nep`` reads the parameters of ``nep.txt`` (prediction) or ``nep.restart`` (resume) by the counts that
+    ``nep.in`` implies, so every architecture keyword must equal the model's: missing ones are taken from
+    ``architecture`` (:func:`architecture_from_header`), a given one that differs raises :class:`FormatError`
+    naming the keyword and ``source`` (e.g. ``'the potential'``).
+    """
+    ver = parse_gpumd_version(version)
+    checked = _check_settings(settings, ver)
+    out = dict(checked)
+    for key in _MODEL_KEYWORDS:
+        expected = architecture.get(key)
+        given = checked.get(key)
+        if key == 'charge_mode':
+            given = given[0] if isinstance(given, list) else given
+            given = given or None
+            expected = expected or None
+        if given is None:
+            if expected is not None:
+                out[key] = expected
+            continue
+        if expected is None or not _same(given, expected):
+            raise FormatError(f'{key}: {given!r} does not match {source}\'s {expected!r} (the architecture keywords '
+                              f'must equal those of {source})')
+    return _check_settings(out, ver)
+
+
+def expected_parameter_count(settings: dict, version='5.6') -> int | None:
+    """Trainable parameters (= lines of ``nep.restart``) of the model ``settings`` define; None if unknown."""
+    full = fill_nep_defaults(settings, version)
+    charge = full.get('charge_mode', 0)
+    charge = charge[0] if isinstance(charge, list) else charge
+    counts = nep_parameter_count(full['version'], len(full['type']), full['n_max'], full['basis_size'],
+                                 full['l_max'], full['neuron'], _MODEL_TYPES[full['model_type']], charge)
+    return counts['n_parameters']
+
+
+def read_nep_restart(text_or_path) -> dict:
+    """``nep.restart`` (doc §4.3): one ``mu sigma`` pair per trainable parameter, no header.
+
+    Returns ``{'n_parameters'}``; a line that is not two finite numbers raises :class:`FormatError` with its
+    number, so a truncated or foreign file is refused before a GPU job reads garbage from it.
+    """
+    text = _read_text(text_or_path, 'nep.restart')
+    count = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 2:
+            raise FormatError(f'nep.restart line {number}: expected two numbers (mu sigma), got {line.strip()[:60]!r}')
+        try:
+            values = [float(v) for v in tokens]
+        except ValueError:
+            raise FormatError(f'nep.restart line {number}: expected two numbers (mu sigma), '
+                              f'got {line.strip()[:60]!r}') from None
+        if not all(math.isfinite(v) for v in values):
+            raise FormatError(f'nep.restart line {number}: not finite ({line.strip()!r})')
+        count += 1
+    if not count:
+        raise FormatError('nep.restart: empty file')
+    return {'n_parameters': count}
+
+
+def gpumd_batch_order(energies_per_atom, batch_size: int) -> np.ndarray:
+    """Which ``train.xyz`` frame each ``*_train.out`` row belongs to when ``nep`` trains in several batches.
+
+    With ``batch`` < number of frames, ``nep`` (``src/main_nep/structure.cu``, ``reorder``) stable-sorts the frames
+    by their single-precision energy per atom and deals them round-robin into ``(N-1)//batch + 1`` batches, the
+    first ``N % n_batches`` batches one frame larger; the parity files follow that order. Returns ``order`` with
+    row ``i`` = frame ``order[i]`` (the identity for a single batch).
+    """
+    energies = np.asarray(energies_per_atom, dtype=np.float32)
+    n = len(energies)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise FormatError(f'batch: must be >= 1, got {batch_size}')
+    if batch_size >= n:
+        return np.arange(n)
+    n_batches = (n - 1) // batch_size + 1
+    by_energy = np.argsort(energies, kind='stable')
+    minimal = n // n_batches
+    order = []
+    for b in range(n_batches):
+        size = minimal + 1 if b + minimal * n_batches < n else minimal
+        order.extend(int(by_energy[b + n_batches * c]) for c in range(size))
+    return np.asarray(order, dtype=np.int64)
+
+
+def _close(a, b) -> np.ndarray:
+    """Equal within what ``%g`` (6 significant digits) of a single-precision value keeps."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return np.abs(a - b) <= 1e-5 + 2e-5 * np.abs(b)
+
+
+def match_train_order(energy_targets, energies_per_atom, batch_size: int, prediction: bool = False
+                      ) -> tuple[np.ndarray, str]:
+    """The frame of each ``energy_train.out`` row, found from the file's own target column.
+
+    Tried in turn: the order ``nep`` uses for this run (:func:`gpumd_batch_order`; ``train.xyz`` order in
+    prediction mode or for one batch), the other of the two, then a match by value (older GPUMD shuffled the
+    frames at random), which must be unambiguous. Returns ``(order, how)`` with ``how`` ``'train.xyz'``,
+    ``'batches'`` or ``'matched'``; raises :class:`FormatError` when the targets do not fit the frames.
+    """
+    targets = np.asarray(energy_targets, dtype=float).reshape(-1)
+    energies = np.asarray(energies_per_atom, dtype=float).reshape(-1)
+    n = len(energies)
+    if len(targets) != n:
+        raise FormatError(f'energy_train.out: {len(targets)} rows but train.xyz has {n} frames')
+    identity = np.arange(n)
+    batches = gpumd_batch_order(energies, batch_size)
+    candidates = [(identity, 'train.xyz'), (batches, 'batches')]
+    if not prediction and not np.array_equal(batches, identity):
+        candidates.reverse()
+    for order, how in candidates:
+        if _close(targets, energies[order]).all():
+            return (order, 'train.xyz') if np.array_equal(order, identity) else (order, how)
+    row_rank = np.argsort(targets, kind='stable')
+    frame_rank = np.argsort(energies, kind='stable')
+    if _close(targets[row_rank], energies[frame_rank]).all():
+        sorted_energies = energies[frame_rank]
+        if n < 2 or not _close(sorted_energies[1:], sorted_energies[:-1]).any():
+            order = np.empty(n, dtype=np.int64)
+            order[row_rank] = frame_rank
+            return order, 'matched'
+        raise FormatError('energy_train.out: rows are not in train.xyz order nor in GPUMD\'s batch order, and frames '
+                          'with equal energies per atom make a match by value ambiguous')
+    bad = int(np.argmin(_close(targets, energies[candidates[0][0]])))
+    raise FormatError(f'energy_train.out: the reference energies do not belong to the training set (row {bad + 1}: '
+                      f'{targets[bad]:g} eV/atom; frame {int(candidates[0][0][bad])} has {energies[candidates[0][0]][bad]:g})')
+
+
+def restore_train_order(parity: dict, order, natoms) -> dict:
+    """A :func:`read_parity` result with rows put back in ``train.xyz`` order (``order`` from :func:`match_train_order`).
+
+    Per-structure files have one row per frame; per-atom files (forces, per-atom tensors) one block of
+    ``natoms`` rows per frame, in the same frame order.
+    """
+    order = np.asarray(order, dtype=np.int64)
+    natoms = np.asarray(natoms, dtype=np.int64)
+    rows = len(parity['prediction'])
+    if rows == len(order):
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        index = inverse
+    elif rows == int(natoms.sum()):
+        internal_offsets = np.concatenate([[0], np.cumsum(natoms[order])])
+        block_of_frame = np.empty_like(order)
+        block_of_frame[order] = np.arange(len(order))
+        index = np.concatenate([np.arange(internal_offsets[b], internal_offsets[b + 1])
+                                for b in block_of_frame]) if len(order) else np.zeros(0, dtype=np.int64)
+    else:
+        raise FormatError(f'{parity["kind"]} parity file: {rows} rows, neither one per frame ({len(order)}) nor one '
+                          f'per atom ({int(natoms.sum())})')
+    out = dict(parity)
+    for key in ('prediction', 'target', 'missing'):
+        out[key] = np.asarray(parity[key])[index]
+    return out
+
+
+#: Unit and factor that turn each parity kind's RMSE into the unit it is reported in.
+PARITY_RMSE_UNITS = {
+    'energy': ('meV_per_atom', 1000.0),
+    'force': ('meV_per_A', 1000.0),
+    'virial': ('meV_per_atom', 1000.0),
+    'stress': ('GPa', 1.0),
+    'dipole': ('per_atom', 1.0),
+    'polarizability': ('per_atom', 1.0),
+}
+
+
+def parity_rmse(parity: dict) -> tuple[float | None, int]:
+    """RMSE over every component of the rows with a target, in the unit of :data:`PARITY_RMSE_UNITS`.
+
+    Returns ``(rmse, rows_used)``; rows whose target is missing (NaN, the -1e6 sentinel) are left out, and
+    ``rmse`` is None when no row has a target.
+    """
+    prediction = np.asarray(parity['prediction'], dtype=float)
+    target = np.asarray(parity['target'], dtype=float)
+    keep = np.isfinite(target).all(axis=1)
+    if not keep.any():
+        return None, 0
+    factor = PARITY_RMSE_UNITS[parity['kind']][1]
+    diff = prediction[keep] - target[keep]
+    return float(np.sqrt(np.mean(diff ** 2)) * factor), int(keep.sum())
+
+
+_NEP_FLOAT = r'[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)'
+_NEP_TIMES = re.compile(rf'Time used for (initialization|training|predicting)\s*=\s*({_NEP_FLOAT})\s*s', re.IGNORECASE)
+_NEP_COUNTS = {
+    'num_devices': re.compile(r'Number of devices\s*=\s*(\d+)'),
+    'num_batches': re.compile(r'Number of batches\s*=\s*(\d+)'),
+}
+_NEP_BATCH_CHANGE = re.compile(r'changed the batch_size from\s*(\d+)\s*to\s*(\d+)')
+
+
+def read_nep_stdout(text) -> dict:
+    """What ``nep`` prints (stdout, optionally with stderr appended), doc §1.
+
+    Returns ``version`` (banner), ``time_initialization_s``, ``time_training_s``, ``time_predicting_s`` (None
+    when not printed), ``num_devices``, ``num_batches``, ``batch_size`` (the size ``nep`` evened the batches
+    to, when it said so), ``last_generation`` (first column of the last progress row under the ``Step
+    Total-Loss`` header), ``progress_rows``, ``started_training``/``started_predicting``, ``finished``
+    (``Finished running nep.``) and ``errors`` (``Input Error:`` blocks: ``kind``, ``file``, ``line``,
+    ``text``), the last two read as for ``gpumd``.
+    """
+    from .gpumd import read_gpumd_stdout  # the banner and error-block layout are shared by both programs
+
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', errors='replace')
+    common = read_gpumd_stdout(text)
+    result = {
+        'version': common['version'],
+        'time_initialization_s': None,
+        'time_training_s': None,
+        'time_predicting_s': None,
+        'num_devices': None,
+        'num_batches': None,
+        'batch_size': None,
+        'last_generation': None,
+        'progress_rows': 0,
+        'started_training': 'Started training.' in text,
+        'started_predicting': 'Started predicting.' in text,
+        'finished': 'Finished running nep.' in text,
+        'errors': common['errors'],
+    }
+    in_progress = False
+    for line in text.splitlines():
+        if (match := _NEP_TIMES.search(line)) is not None:
+            result[f'time_{match.group(1).lower()}_s'] = float(match.group(2))
+            in_progress = False
+            continue
+        for key, pattern in _NEP_COUNTS.items():
+            if (match := pattern.search(line)) is not None and result[key] is None:
+                result[key] = int(match.group(1))
+        if (match := _NEP_BATCH_CHANGE.search(line)) is not None:
+            result['batch_size'] = int(match.group(2))
+        tokens = line.split()
+        if tokens[:2] == ['Step', 'Total-Loss']:
+            in_progress = True
+            continue
+        if in_progress and tokens and _INT_RE.match(tokens[0]) and len(tokens) in LOSS_COLUMNS:
+            result['last_generation'] = int(tokens[0])
+            result['progress_rows'] += 1
+    return result
+
+
+def read_parity_set(texts: dict, split: str = 'train', *, natoms=None, energies_per_atom=None, forces=None,
+                    batch_size: int | None = None, prediction: bool = False) -> dict:
+    """Every parity file of one split (``'train'`` or ``'test'``), rows in the order of ``train.xyz``/``test.xyz``.
+
+    ``texts`` maps file names (``energy_train.out`` ...) to their text or path; kinds without a file are skipped.
+    With the frames' ``natoms`` and ``energies_per_atom`` (and optionally ``forces``, all in file order) the row
+    counts are checked, the ``*_train.out`` order is recovered from the energy targets (:func:`match_train_order`;
+    ``batch_size`` is the ``batch`` of ``nep.in``) and restored, and the force targets are compared with the
+    frames' forces, so rows can never be paired with the wrong frame silently. ``*_test.out`` always follow
+    ``test.xyz``. Returns ``{'kinds': {kind: parity}, 'order': how}`` (``how`` as in :func:`match_train_order`,
+    ``'as written'`` without frame data); inconsistencies raise :class:`FormatError`.
+    """
+    if split not in ('train', 'test'):
+        raise FormatError(f'split: expected "train" or "test", got {split!r}')
+    kinds = {}
+    for kind in PARITY_COMPONENTS:
+        name = f'{kind}_{split}.out'
+        if texts.get(name) is not None:
+            source = texts[name]
+            kinds[kind] = read_parity(io.StringIO(source) if isinstance(source, str) and '\n' in source else source,
+                                      kind)
+    how = 'as written'
+    if natoms is None or not kinds:
+        return {'kinds': kinds, 'order': how}
+    natoms = np.asarray(natoms, dtype=np.int64)
+    n_frames = len(natoms)
+    if split == 'train' and energies_per_atom is not None:
+        if 'energy' in kinds:
+            order, how = match_train_order(kinds['energy']['target'][:, 0], energies_per_atom, batch_size or n_frames,
+                                           prediction)
+        else:
+            order = gpumd_batch_order(energies_per_atom, batch_size or n_frames) if not prediction else \
+                np.arange(n_frames)
+            how = 'train.xyz' if np.array_equal(order, np.arange(n_frames)) else 'batches'
+    else:
+        order, how = np.arange(n_frames), f'{split}.xyz'
+    for kind, parity in list(kinds.items()):
+        rows = len(parity['prediction'])
+        per_atom = kind == 'force' or (rows != n_frames and rows == int(natoms.sum()))
+        expected = int(natoms.sum()) if per_atom else n_frames
+        if rows != expected:
+            raise FormatError(f'{kind}_{split}.out: {rows} rows, expected {expected} '
+                              f'(one per {"atom" if per_atom else "frame"} of {split}.xyz)')
+        kinds[kind] = restore_train_order(parity, order, natoms)
+    if forces is not None and 'force' in kinds:
+        reference = np.asarray(forces, dtype=float).reshape(-1, 3)
+        close = _close(kinds['force']['target'], reference) | ~np.isfinite(reference)
+        if not close.all():
+            row = int(np.argmin(close.all(axis=1)))
+            raise FormatError(f'force_{split}.out: the reference forces do not match {split}.xyz (atom row {row + 1} '
+                              f'after restoring the {split}.xyz order)')
+    return {'kinds': kinds, 'order': how}

@@ -1,0 +1,336 @@
+"""``NepTrainCalculation``: GPUMD's ``nep`` (train, resume, fine-tune or evaluate a NEP) on a GPU computer.
+
+``nep`` takes no arguments and reads fixed file names from its working directory (doc §1), so the CalcJob
+only writes them: ``nep.in`` from the ``settings`` through :func:`aiida_mlcampaign.formats.nep.nep_in` (``type``
+first, every architecture keyword explicit for the GPUMD version, because defaults changed in v5.2),
+``train.xyz``/``test.xyz`` in GPUMD's conventions, and the model files a mode needs. Everything ``nep`` would
+refuse after waiting in a GPU queue (unknown species, ranges, architectures that do not fit a restart, a
+foundation or a potential) is refused here first, with the field named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.engine import CalcJob
+
+from aiida_mlcampaign.data.nep_potential import NepPotentialData
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.formats.nep import (
+    apply_architecture, expected_parameter_count, fill_nep_defaults, nep_in, parse_gpumd_version, read_nep_in,
+    read_nep_restart,
+)
+
+__all__ = ('NepTrainCalculation', 'build_nep_in')
+
+#: ``settings`` keys the CalcJob derives from other inputs; the value is the input to use instead.
+_DERIVED_KEYWORDS = {
+    'type': 'species (the type order; by default the training set\'s species order)',
+    'prediction': 'potential (giving a potential switches to prediction mode)',
+    'fine_tune': 'foundation and foundation_restart',
+}
+_FOUNDATION_TXT = 'foundation.txt'
+_FOUNDATION_RESTART = 'foundation.restart'
+
+
+def _settings_dict(inputs) -> dict:
+    return inputs['settings'].get_dict() if 'settings' in inputs else {}
+
+
+def _species(inputs) -> list[str]:
+    if 'species' in inputs:
+        return [str(s) for s in inputs['species'].get_list()]
+    if 'potential' in inputs:
+        return inputs['potential'].species
+    return inputs['training_set'].species
+
+
+def _field(error: Exception) -> str:
+    """A formats error as a message naming the CalcJob input (``type`` is the ``species`` input here)."""
+    text = str(error)
+    if text.startswith('type'):
+        return 'species' + text[len('type'):]
+    return f'settings.{text}'
+
+
+def build_nep_in(inputs) -> tuple[str, dict]:
+    """``(nep.in text, canonical settings)`` for a dict-like of the CalcJob inputs; raises ``ValueError`` naming the field.
+
+    Shared by the inputs validator and ``prepare_for_submission`` so that what is checked is what is written.
+    """
+    settings = _settings_dict(inputs)
+    for key, use in _DERIVED_KEYWORDS.items():
+        if key in settings:
+            raise ValueError(f'settings.{key}: set by the CalcJob, not in settings; use the input {use}')
+    version = inputs['gpumd_version'].value if 'gpumd_version' in inputs else '5.6'
+    try:
+        parse_gpumd_version(version)
+    except FormatError as error:
+        raise ValueError(f'gpumd_version: {error}') from None
+    species = _species(inputs)
+    settings = {'type': species, **settings}
+    try:
+        if 'potential' in inputs:
+            settings['prediction'] = 1
+            settings = apply_architecture(settings, inputs['potential'].get_architecture(), 'the potential', version)
+            text = nep_in(settings, version)
+        elif 'foundation' in inputs:
+            settings['fine_tune'] = [_FOUNDATION_TXT, _FOUNDATION_RESTART]
+            text = nep_in(settings, version, foundation=inputs['foundation'].get_header())
+        else:
+            text = nep_in(settings, version)
+    except FormatError as error:
+        raise ValueError(_field(error)) from None
+    return text, fill_nep_defaults(read_nep_in(text, version), version)
+
+
+def _check_frames(node: TrainingSetData, port: str, species: list[str], model_type: int) -> str | None:
+    if node.num_frames == 0:
+        return f'{port}: no frames'
+    used = {node.species[i] for i in np.unique(node.get_array('species_index'))}
+    extra = sorted(used - set(species))
+    if extra:
+        return f'{port}: species {extra} occur in the frames but not in species {species}'
+    energies = node.get_array('energies')
+    forces = node.get_array('forces')
+    if not np.isfinite(energies).all() or not np.isfinite(forces).all():
+        return (f'{port}: {int(np.sum(~np.isfinite(energies)))} frame(s) without an energy or with missing forces; '
+                'nep needs both for every frame')
+    weights = node.get_array('weights')
+    if (weights > 100).any():
+        return f'{port}: GPUMD accepts frame weights 0 < weight <= 100, the largest is {float(weights.max()):g}'
+    if model_type == 3 and not np.isfinite(node.get_array('temperatures')).all():
+        return f'{port}: model_type 3 (temperature model) needs a temperature for every frame'
+    return None
+
+
+def _check_restart_file(node: orm.SinglefileData, port: str, expected: int | None, what: str) -> str | None:
+    try:
+        count = read_nep_restart(node.get_content())['n_parameters']
+    except (FormatError, UnicodeDecodeError) as error:
+        return f'{port}: {error}'
+    if expected is not None and count != expected:
+        return (f'{port}: holds {count} parameters but {what} has {expected}; a truncated file or a different '
+                'architecture cannot be resumed')
+    return None
+
+
+def _restart_creator_potential(node: orm.SinglefileData):
+    """The potential written next to ``node`` by the ``nep`` job that made it, if there is one."""
+    creator = node.creator if node.is_stored else None
+    if creator is None or creator.process_type != NepTrainCalculation.build_process_type():
+        return None
+    return creator.outputs.potential if 'potential' in creator.outputs else None
+
+
+def _validate_inputs(inputs, _):
+    """Everything ``nep`` would refuse after queueing, refused before submission with the field named."""
+    if 'training_set' not in inputs:
+        return None
+    prediction = 'potential' in inputs
+    if prediction:
+        for port in ('restart', 'foundation', 'foundation_restart', 'test_set'):
+            if port in inputs:
+                return (f'{port}: not allowed with potential (prediction mode evaluates the potential on training_set '
+                        'and trains nothing)')
+        if inputs['potential'].model_type not in ('potential', 'temperature'):
+            return (f'potential: a {inputs["potential"].model_type} model needs dipole/polarizability targets, which '
+                    'TrainingSetData does not hold')
+        if 'species' in inputs and _species(inputs) != inputs['potential'].species:
+            return (f'species: {_species(inputs)} differs from the potential\'s type order '
+                    f'{inputs["potential"].species}; prediction must use the potential\'s order')
+    if ('foundation' in inputs) != ('foundation_restart' in inputs):
+        return 'foundation_restart: fine-tuning needs both foundation and foundation_restart'
+    if 'foundation' in inputs and 'restart' in inputs:
+        return ('restart: with fine_tune, nep starts from the foundation\'s restart and ignores nep.restart; to resume a '
+                'fine-tuned run give restart without foundation, with the fine-tuned potential\'s architecture')
+    try:
+        _, settings = build_nep_in(inputs)
+    except ValueError as error:
+        return str(error)
+    species = settings['type']
+    if settings['model_type'] in (1, 2):
+        return 'settings.model_type: dipole/polarizability models need targets that TrainingSetData does not hold'
+    for port in ('training_set', 'test_set'):
+        if port in inputs:
+            message = _check_frames(inputs[port], port, species, settings['model_type'])
+            if message:
+                return message
+    version = inputs['gpumd_version'].value if 'gpumd_version' in inputs else '5.6'
+    if 'restart' in inputs:
+        message = _check_restart_file(inputs['restart'], 'restart', expected_parameter_count(settings, version),
+                                      'the architecture of settings')
+        if message:
+            return message
+        previous = _restart_creator_potential(inputs['restart'])
+        if previous is not None:
+            if previous.species != species:
+                return (f'species: {species} differs from the type order {previous.species} of the run that wrote '
+                        'restart')
+            try:
+                apply_architecture(settings, previous.get_architecture(), 'the run that wrote restart', version)
+            except FormatError as error:
+                return _field(error)
+    if 'foundation' in inputs:
+        foundation = inputs['foundation']
+        message = _check_restart_file(inputs['foundation_restart'], 'foundation_restart', foundation.n_parameters,
+                                      f'the foundation ({foundation.model}, {len(foundation.species)} species)')
+        if message:
+            return message
+    return None
+
+
+def _validate_species(value, _):
+    if value is None:
+        return None
+    symbols = value.get_list()
+    if not symbols or not all(isinstance(s, str) for s in symbols):
+        return 'species: expected a non-empty list of element symbols'
+    return None
+
+
+def _validate_version(value, _):
+    if value is None:
+        return None
+    try:
+        parse_gpumd_version(value.value)
+    except FormatError as error:
+        return f'gpumd_version: {error}'
+    return None
+
+
+class NepTrainCalculation(CalcJob):
+    """GPUMD ``nep``: train a NEP on a ``TrainingSetData`` (optionally resume, fine-tune, or only evaluate).
+
+    Modes: training (default); resume (``restart``: a ``nep.restart`` written by an earlier job, e.g. the
+    ``restart`` output of one that hit the walltime); fine-tuning (``foundation`` + ``foundation_restart``:
+    architecture forced to the foundation's, ``fine_tune`` line written); prediction (``potential``:
+    ``prediction 1``, the potential copied to ``nep.txt``, its parity files parsed, nothing trained).
+    """
+
+    _STDOUT = 'nep.out'
+    _STDERR = 'nep.err'
+    _INPUT = 'nep.in'
+    _TRAIN = 'train.xyz'
+    _TEST = 'test.xyz'
+    _MODEL = 'nep.txt'
+    _RESTART = 'nep.restart'
+    _LOSS = 'loss.out'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('metadata.options.resources', valid_type=dict, default={'num_machines': 1,
+                                                                           'num_mpiprocs_per_machine': 1},
+                   help='One process on one machine: nep uses every GPU visible to it (limit with '
+                        'CUDA_VISIBLE_DEVICES), it is not an MPI program.')
+        spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='nep is never run with mpirun.')
+        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.nep.train',
+                   help='The parser of this CalcJob.')
+        spec.input('metadata.options.input_filename', valid_type=str, default=cls._INPUT,
+                   help='nep reads nep.in from its working directory (fixed name).')
+        spec.input('metadata.options.output_filename', valid_type=str, default=cls._STDOUT,
+                   help='Where the standard output of nep is written.')
+        spec.input('training_set', valid_type=TrainingSetData,
+                   help='Labelled frames, written as train.xyz (total energy, virial = -V*stress, force, weight). In '
+                        'prediction mode the frames the potential is evaluated on.')
+        spec.input('test_set', valid_type=TrainingSetData, required=False,
+                   help='Held-out labelled frames, written as test.xyz; nep reports their errors every '
+                        'output_interval.')
+        spec.input('settings', valid_type=orm.Dict, required=False,
+                   help='nep.in keywords (see formats.nep.nep_in: cutoff, n_max, basis_size, l_max, neuron, batch, '
+                        'population, generation, lambda_*, zbl, ...). type, prediction and fine_tune are derived '
+                        'from species, potential and foundation.')
+        spec.input('species', valid_type=orm.List, required=False, validator=_validate_species,
+                   help='Element symbols in type order (the order of nep.txt); default: the potential\'s order in '
+                        'prediction mode, else the training set\'s species order.')
+        spec.input('gpumd_version', valid_type=orm.Str, default=lambda: orm.Str('5.6'), validator=_validate_version,
+                   help='GPUMD version of the code ("5.6", "4.0", "master"): its nep.in defaults and limits are used '
+                        'and every architecture keyword is written explicitly.')
+        spec.input('restart', valid_type=orm.SinglefileData, required=False,
+                   help='nep.restart of an earlier run (e.g. the restart output of a job that hit the walltime) to '
+                        'resume from; the architecture must be the same (checked by its parameter count and, when '
+                        'the restart came from this CalcJob, against that run\'s potential).')
+        spec.input('foundation', valid_type=NepPotentialData, required=False,
+                   help='Foundation model (e.g. NEP89) to fine-tune: written as foundation.txt, architecture '
+                        'keywords forced to its values (a different given value is refused).')
+        spec.input('foundation_restart', valid_type=orm.SinglefileData, required=False,
+                   help='The foundation model\'s restart file (mu sigma per parameter), needed with foundation.')
+        spec.input('potential', valid_type=NepPotentialData, required=False,
+                   help='Prediction mode: evaluate this potential on training_set (prediction 1, its architecture '
+                        'and type order), no training.')
+        spec.inputs.validator = _validate_inputs
+
+        spec.output('potential', valid_type=NepPotentialData, required=False,
+                    help='The trained model (nep.txt); absent in prediction mode. After a walltime stop it is the '
+                         'last checkpoint nep wrote.')
+        spec.output('restart', valid_type=orm.SinglefileData, required=False,
+                    help='nep.restart (SNES mean and width per parameter), whenever nep wrote it, so that a later job '
+                         'can resume from a node rather than from the remote folder.')
+        spec.output('loss', valid_type=orm.ArrayData, required=False,
+                    help='loss.out, one 1-D array per column named by formats.nep.LOSS_COLUMNS (generation, '
+                         'loss_total, rmse_energy_train in eV/atom, rmse_force_train in eV/Å, ...).')
+        spec.output('parity', valid_type=orm.ArrayData, required=False,
+                    help='Parity data <kind>_<split>_prediction / _target (kind energy eV/atom, force eV/Å, virial '
+                         'eV/atom, stress GPa positive = compressed; split train/test), rows in train.xyz/test.xyz '
+                         'order; missing targets are NaN.')
+        spec.output('errors', valid_type=orm.Dict, required=False,
+                    help='RMSEs from the parity data (rmse_energy_<split>_meV_per_atom, rmse_force_<split>_meV_per_A, '
+                         'rmse_virial_<split>_meV_per_atom, rmse_stress_<split>_GPa; None without targets) and '
+                         'final_loss, the last loss.out row by column name.')
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='mode, GPUMD version printed, timings (s), generations done, batches, row order of the '
+                         'train parity files.')
+        spec.default_output_node = 'output_parameters'
+
+        spec.exit_code(300, 'ERROR_MISSING_STDOUT',
+                       message='Nothing was retrieved or nep wrote no standard output ({filename}).')
+        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='nep did not write {filename}.')
+        spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='{filename} cannot be read: {detail}')
+        spec.exit_code(310, 'ERROR_INPUT_REFUSED', message='nep refused its input: {message}')
+        spec.exit_code(400, 'ERROR_NOT_FINISHED',
+                       message='nep stopped before "Finished running nep." (walltime or node failure); the restart '
+                               'output is attached when nep wrote one, so the run can be resumed.')
+        spec.exit_code(500, 'ERROR_NAN_LOSS', message='loss.out holds NaN from generation {generation}: the fit '
+                                                      'diverged.')
+
+    def prepare_for_submission(self, folder):
+        text, _ = build_nep_in(self.inputs)
+        with folder.open(self._INPUT, 'w') as handle:
+            handle.write(text)
+        self.inputs.training_set.export_extxyz(folder.get_abs_path(self._TRAIN))
+        written = [self._TRAIN]
+        if 'test_set' in self.inputs:
+            self.inputs.test_set.export_extxyz(folder.get_abs_path(self._TEST))
+            written.append(self._TEST)
+
+        local_copy_list = []
+        if 'potential' in self.inputs:
+            node = self.inputs.potential
+            local_copy_list.append((node.uuid, node.filename, self._MODEL))
+        if 'restart' in self.inputs:
+            node = self.inputs.restart
+            local_copy_list.append((node.uuid, node.filename, self._RESTART))
+        if 'foundation' in self.inputs:
+            for node, name in ((self.inputs.foundation, _FOUNDATION_TXT),
+                               (self.inputs.foundation_restart, _FOUNDATION_RESTART)):
+                local_copy_list.append((node.uuid, node.filename, name))
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = []
+        codeinfo.stdout_name = self.metadata.options.output_filename
+        codeinfo.stderr_name = self._STDERR
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = local_copy_list
+        # The frames are already stored in the TrainingSetData nodes (possibly GBs): no second copy in the repository.
+        calcinfo.provenance_exclude_list = written
+        calcinfo.retrieve_list = [self.metadata.options.output_filename, self._STDERR, self._LOSS, self._RESTART,
+                                  '*_train.out', '*_test.out']
+        if 'potential' not in self.inputs:
+            calcinfo.retrieve_list.append(self._MODEL)
+        return calcinfo

@@ -1,0 +1,180 @@
+"""Parser of ``mlcampaign.nep.train``: a thin layer over ``aiida_mlcampaign.formats.nep``.
+
+Whatever ``nep`` left that can be read is attached before an exit code is returned, most importantly
+``restart`` after a walltime stop, so a follow-up job can resume from a node.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.common.exceptions import NotExistent
+from aiida.parsers import Parser
+
+from aiida_mlcampaign.calculations.nep import build_nep_in
+from aiida_mlcampaign.data.nep_potential import NepPotentialData
+from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.formats.nep import PARITY_RMSE_UNITS, parity_rmse, read_loss, read_nep_stdout, read_parity_set
+
+__all__ = ('NepTrainParser',)
+
+_PARITY_KINDS = ('energy', 'force', 'virial', 'stress', 'dipole', 'polarizability')
+
+
+class NepTrainParser(Parser):
+    """Reads stdout/stderr, ``loss.out``, ``nep.txt``, ``nep.restart`` and the parity files of a ``nep`` run."""
+
+    def parse(self, **kwargs):
+        try:
+            retrieved = self.retrieved
+        except NotExistent:
+            return self.exit_codes.ERROR_MISSING_STDOUT.format(filename='the retrieved folder')
+        self._names = set(retrieved.base.repository.list_object_names())
+        calc = self.node.process_class
+        stdout_name = self.node.get_option('output_filename') or calc._STDOUT
+        stdout = self._text(stdout_name)
+        stderr = self._text(calc._STDERR) or ''
+        log = read_nep_stdout((stdout or '') + '\n' + stderr)
+        if log['errors']:
+            error = log['errors'][0]
+            where = f' ({error["file"]}, line {error["line"]})' if error.get('file') else ''
+            return self.exit_codes.ERROR_INPUT_REFUSED.format(message=f'{error["kind"]}: {error["text"]}{where}')
+        if stdout is None:
+            return self.exit_codes.ERROR_MISSING_STDOUT.format(filename=stdout_name)
+
+        settings = self._settings()
+        prediction = bool(settings.get('prediction', 0))
+        exit_code = None
+        parameters = {
+            'mode': self._mode(prediction),
+            'gpumd_version_printed': log['version'],
+            'finished': log['finished'],
+            'time_initialization_s': log['time_initialization_s'],
+            'time_training_s': log['time_training_s'],
+            'time_predicting_s': log['time_predicting_s'],
+            'num_devices': log['num_devices'],
+            'num_batches': log['num_batches'],
+            'batch_size_used': log['batch_size'],
+            'generations_done': log['last_generation'],
+        }
+
+        final_loss, nan_exit = None, None
+        if not prediction:
+            if calc._RESTART in self._names:
+                self.out('restart', orm.SinglefileData(io.BytesIO(self._bytes(calc._RESTART)), filename=calc._RESTART))
+            loss, exit_code = self._loss()
+            if loss is not None:
+                generations = loss['data'][:, 0]
+                parameters['generations_done'] = int(generations[-1])
+                parameters['loss_rows'] = int(len(generations))
+                final_loss = {name: _json_number(value) for name, value in zip(loss['columns'], loss['data'][-1])}
+                bad = ~np.isfinite(loss['data']).all(axis=1)
+                if bad.any():
+                    nan_exit = self.exit_codes.ERROR_NAN_LOSS.format(generation=int(generations[bad.argmax()]))
+            if calc._MODEL in self._names:
+                try:
+                    self.out('potential', NepPotentialData(self._text(calc._MODEL), filename=calc._MODEL))
+                except (FormatError, ValueError) as error:
+                    exit_code = exit_code or self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
+                        filename=calc._MODEL, detail=str(error))
+            else:
+                exit_code = exit_code or self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=calc._MODEL)
+
+        parity, errors, parity_exit = self._parity(settings, prediction)
+        exit_code = exit_code or parity_exit
+        parameters.update({f'parity_{split}_order': how for split, how in parity.pop('_order').items()})
+        if parity:
+            array = orm.ArrayData()
+            for name, values in parity.items():
+                array.set_array(name, values)
+            self.out('parity', array)
+        if errors or final_loss is not None:
+            self.out('errors', orm.Dict({**errors, 'final_loss': final_loss}))
+        self.out('output_parameters', orm.Dict(parameters))
+
+        if nan_exit is not None:
+            return nan_exit
+        if not log['finished']:
+            return self.exit_codes.ERROR_NOT_FINISHED
+        return exit_code
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _bytes(self, name: str) -> bytes:
+        return self.retrieved.base.repository.get_object_content(name, mode='rb')
+
+    def _text(self, name: str) -> str | None:
+        if name not in self._names:
+            return None
+        return self._bytes(name).decode('utf-8', errors='replace')
+
+    def _settings(self) -> dict:
+        """The settings nep ran with (all defaults of the version filled in), rebuilt from the inputs as written."""
+        return build_nep_in(self.node.inputs)[1]
+
+    def _mode(self, prediction: bool) -> str:
+        inputs = self.node.inputs
+        if prediction:
+            return 'prediction'
+        if 'foundation' in inputs:
+            return 'fine_tune'
+        return 'resume' if 'restart' in inputs else 'training'
+
+    def _loss(self):
+        name = self.node.process_class._LOSS
+        if name not in self._names:
+            return None, self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=name)
+        try:
+            loss = read_loss(io.StringIO(self._text(name)))
+        except FormatError as error:
+            return None, self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=name, detail=str(error))
+        array = orm.ArrayData()
+        for column, values in zip(loss['columns'], loss['data'].T):
+            array.set_array(column, values)
+        array.base.attributes.set('kind', loss['kind'])
+        array.base.attributes.set('columns', list(loss['columns']))
+        self.out('loss', array)
+        return loss, None
+
+    def _parity(self, settings: dict, prediction: bool):
+        """Parity arrays in train.xyz/test.xyz order, RMSEs, and the first problem as an exit code."""
+        inputs = self.node.inputs
+        arrays, errors, order, exit_code = {}, {}, {}, None
+        batch = settings.get('batch', 1000)
+        batch = batch[0] if isinstance(batch, list) else batch
+        for split, port in (('train', 'training_set'), ('test', 'test_set')):
+            texts = {f'{kind}_{split}.out': self._text(f'{kind}_{split}.out') for kind in _PARITY_KINDS}
+            if not any(texts.values()):
+                if split == 'train' and prediction:
+                    exit_code = exit_code or self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='energy_train.out')
+                continue
+            frames = inputs[port] if port in inputs else None
+            frame_data = {}
+            if frames is not None:
+                natoms = frames.get_array('natoms')
+                frame_data = {'natoms': natoms, 'energies_per_atom': frames.get_array('energies') / natoms,
+                              'forces': frames.get_array('forces')}
+            try:
+                result = read_parity_set(texts, split, batch_size=batch, prediction=prediction, **frame_data)
+            except FormatError as error:
+                names = ', '.join(name for name, text in texts.items() if text)
+                exit_code = exit_code or self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=names,
+                                                                                         detail=str(error))
+                continue
+            order[split] = result['order']
+            for kind, parity in result['kinds'].items():
+                arrays[f'{kind}_{split}_prediction'] = parity['prediction']
+                arrays[f'{kind}_{split}_target'] = parity['target']
+                rmse, used = parity_rmse(parity)
+                unit = PARITY_RMSE_UNITS[kind][0]
+                errors[f'rmse_{kind}_{split}_{unit}'] = rmse
+                errors[f'rows_with_target_{kind}_{split}'] = used
+        arrays['_order'] = order
+        return arrays, errors, exit_code
+
+
+def _json_number(value) -> float | None:
+    """Dict attributes are JSON: a NaN (diverged fit) is stored as None."""
+    value = float(value)
+    return value if np.isfinite(value) else None
