@@ -76,12 +76,16 @@ def test_require_ld1_fails_under_ci_and_skips_otherwise(monkeypatch):
 def test_available_elements_and_inputs():
     elements = pseudos.available_elements()
     assert elements == sorted(elements)
-    assert set(elements) == {'Ag', 'Br', 'Cl', 'Cu', 'Ge', 'I', 'Li', 'Na', 'O', 'P', 'S', 'Se', 'Si', 'Sn'}
+    assert set(elements) == {
+        'Ag', 'Br', 'Cl', 'Cu', 'Ge', 'I', 'Li', 'Na', 'O', 'P', 'Pb', 'S', 'Se', 'Si', 'Sn', 'Te'
+    }
     assert set(pseudos.load_cutoffs()) == set(elements)
 
     assert pseudos.available_variants('P') == ['n', 'nl']
     assert pseudos.ld1_inputs_for('P').variant == 'n'
     assert pseudos.ld1_inputs_for('S').variant == 'n'
+    assert pseudos.ld1_inputs_for('Pb').variant == 'dn'  # the only variant shipped: pslibrary's PP_list choice
+    assert pseudos.ld1_inputs_for('Te').variant == 'n'
     assert pseudos.ld1_inputs_for('S', 'nl').generation.name == 'S.pbe-nl-rrkjus_psl.1.0.0.in'
     generation, test = pseudos.ld1_inputs_for('Cu')
     assert generation.name == 'Cu.pbe-dn-rrkjus_psl.1.0.0.in'
@@ -128,6 +132,8 @@ def test_family_cutoffs_stringencies():
     assert cutoffs['low']['Ge'] == {'cutoff_wfc': 20.0, 'cutoff_rho': 160.0}  # floor of 20 Ry
     assert cutoffs['low']['Na'] == {'cutoff_wfc': 40.0, 'cutoff_rho': 320.0}  # 0.6 * 70 = 42 -> 40
     assert cutoffs['high']['S'] == {'cutoff_wfc': 50.0, 'cutoff_rho': 400.0}
+    assert cutoffs['normal']['Pb'] == {'cutoff_wfc': 50.0, 'cutoff_rho': 400.0}  # ld1.x suggests 46 Ry
+    assert cutoffs['normal']['Te'] == {'cutoff_wfc': 35.0, 'cutoff_rho': 280.0}  # ld1.x suggests 32 Ry
     for stringency in cutoffs.values():
         for values in stringency.values():
             assert values['cutoff_rho'] == 8 * values['cutoff_wfc']
@@ -182,6 +188,27 @@ def test_small_set_generation_and_transferability(small_set):
         assert result.ld1_version.startswith('LD1 v.')
     assert small_set.pseudos['Cu'].tests[1].configuration == '4s2 4p0 3d9'
     assert small_set.cutoffs['Cu'] == {'cutoff_wfc': 45.0, 'cutoff_rho': 360.0}
+
+
+@pytest.mark.pw
+def test_pb_te_generation_and_transferability(ld1x, pseudo_cache):
+    # same session cache as the family test below, which then reuses these two elements instead of regenerating them
+    pb_te = pseudos.build_pseudopotential_set(['Pb', 'Te'], pseudo_cache, ld1_executable=ld1x)
+    expected = {
+        # element: (variant, z_valence, suggested ecutwfc/ecutrho, README worst |dE| in Ry, its configuration)
+        'Pb': ('dn', 14, 46.0, 211.0, 0.00078, '5d10. 6s2 6p0 6d0'),
+        'Te': ('n', 6, 32.0, 151.0, 0.00029, '5s2 5p3 5d0'),
+    }
+    for element, (variant, z_valence, wfc, rho, worst, configuration) in expected.items():
+        result = pb_te.pseudos[element]
+        assert (result.variant, result.z_valence) == (variant, z_valence)
+        assert (result.suggested_ecutwfc_ry, result.suggested_ecutrho_ry) == (wfc, rho)
+        assert len(result.tests) == 4
+        assert result.max_delta_e_ry == pytest.approx(worst, abs=1e-4)
+        assert max(result.tests, key=lambda test: abs(test.delta_e_ry)).configuration == configuration
+    assert pb_te.cutoffs == {
+        'Pb': {'cutoff_wfc': 50.0, 'cutoff_rho': 400.0}, 'Te': {'cutoff_wfc': 35.0, 'cutoff_rho': 280.0}
+    }
 
 
 @pytest.mark.pw
@@ -297,6 +324,8 @@ def test_install_pseudo_family(aiida_profile_clean, ld1x, pseudo_cache):
     assert family.get_recommended_cutoffs(elements=('Cu', 'P', 'S'), unit='Ry') == (45.0, 360.0)
     assert family.get_recommended_cutoffs(elements=('Cu', 'P', 'S'), stringency='low', unit='Ry') == (25.0, 200.0)
     assert family.get_recommended_cutoffs(elements=('Cu', 'P', 'S'), stringency='high', unit='Ry') == (55.0, 440.0)
+    assert family.get_recommended_cutoffs(elements=('Pb', 'Te'), unit='Ry') == (50.0, 400.0)
+    assert family.get_pseudo('Pb').z_valence == 14
 
     sulfur = family.get_pseudo('S')
     assert isinstance(sulfur, upf_cls)
