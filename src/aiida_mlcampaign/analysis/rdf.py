@@ -293,14 +293,16 @@ def _grow(array: np.ndarray, shape: tuple) -> np.ndarray:
     return grown
 
 
-def first_shell(edges, g, cn_ab=None, cn_ba=None) -> dict:
+def first_shell(edges, g, cn_ab=None, cn_ba=None, rise: float = 0.05) -> dict:
     """First peak of g(r) and the first minimum after it; coordination up to that minimum.
 
-    The curve is smoothed with a 3-bin running mean for the search only. The minimum is the first
-    bin after the peak where the smoothed g stops decreasing while below 70 % of the peak (so
-    noise on the falling flank is not taken for a minimum); in a gap of zeros (a crystal) it is
-    the last empty bin before g rises again. Coordination numbers are read at the minimum bin's
-    upper edge. Returns ``{}`` when g(r) has no positive value.
+    The first peak is the first local maximum reaching half the highest one. The curve is smoothed with a 3-bin running mean for the search only. Walking out from the
+    peak, the minimum is the lowest point met before the curve rises again by more than ``rise``
+    times the peak height (so noise on a falling flank or in a nearly empty gap of a hot crystal is
+    not taken for the minimum); in a gap of zeros it is the first empty bin. ``found_minimum`` is
+    False when the curve never rose again before ``r_max`` (the minimum is then the lowest point
+    after the peak). Coordination numbers are read at the minimum bin's upper edge. Returns ``{}``
+    when g(r) has no positive value.
     """
     edges = np.asarray(edges, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -308,17 +310,24 @@ def first_shell(edges, g, cn_ab=None, cn_ba=None) -> dict:
         return {}
     centres = 0.5 * (edges[1:] + edges[:-1])
     smooth = np.convolve(np.pad(g, 1, mode='edge'), np.ones(3) / 3.0, mode='valid')
-    peak = int(np.argmax(smooth))
-    minimum = len(g) - 1
-    for i in range(peak + 1, len(g) - 1):
-        if smooth[i] <= 0.7 * smooth[peak] and smooth[i + 1] > smooth[i]:
+    # The first local maximum reaching half the highest one: not simply the highest, since in
+    # diamond the 12-atom second shell stands higher in g(r) than the 4-atom first shell.
+    high = 0.5 * smooth.max()
+    peak = next(i for i in range(len(g))
+                if smooth[i] >= high and (i == len(g) - 1 or smooth[i] >= smooth[i + 1]))
+    threshold = rise * smooth[peak]
+    minimum, found = peak, False
+    for i in range(peak + 1, len(g)):
+        if smooth[i] < smooth[minimum]:
             minimum = i
+        elif smooth[i] > smooth[minimum] + threshold and minimum > peak:
+            found = True
             break
     result = {
         'peak_A': float(centres[peak]),
         'peak_height': float(g[peak]),
         'minimum_A': float(edges[minimum + 1]),
-        'found_minimum': minimum < len(g) - 1,
+        'found_minimum': found,
     }
     if cn_ab is not None:
         result['cn_ab'] = float(np.asarray(cn_ab)[minimum])

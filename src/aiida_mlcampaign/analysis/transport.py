@@ -230,14 +230,19 @@ def arrhenius_fit(temperatures_K, values, errors=None, quantity: str = 'diffusio
 
 
 def plot_arrhenius(fit: dict, value_label: str) -> bytes:
-    """PNG of ln y against 1000/T with the fitted line and Ea in the legend."""
+    """PNG of ln y against 1000/T with the fitted line and Ea in the legend (error bars if ``fit['errors']``)."""
     from .figures import new_figure, to_png
 
     figure, axis = new_figure()
     temperatures = np.asarray(fit['temperatures_K'], dtype=float)
     values = np.asarray(fit['values'], dtype=float)
     y = np.log(values * temperatures) if fit['quantity'] == 'conductivity' else np.log(values)
-    axis.plot(1000.0 / temperatures, y, 'o', label='data')
+    errors = fit.get('errors')
+    if errors is not None and all(e is not None for e in errors):
+        axis.errorbar(1000.0 / temperatures, y, yerr=np.asarray(errors, dtype=float) / values, fmt='o',
+                      capsize=3, label='data (±1σ)')
+    else:
+        axis.plot(1000.0 / temperatures, y, 'o', label='data')
     grid = np.linspace(temperatures.min(), temperatures.max(), 50)
     line = fit['ln_prefactor'] - fit['activation_energy_eV'] / (BOLTZMANN_EV_PER_K * grid)
     axis.plot(1000.0 / grid, line, '-',
