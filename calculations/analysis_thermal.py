@@ -28,7 +28,8 @@ _C = thermal.COMPONENTS
 
 
 def _read(node, reader, field: str, arrays: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
-    """The reader's dict from a SinglefileData, or the named arrays of an ArrayData."""
+    """The reader's dict from a SinglefileData, or the named arrays of an ArrayData (as the ``gpumd`` parser
+    stores a reader's result: arrays under the reader's keys, ``headers`` as an attribute)."""
     if isinstance(node, orm.SinglefileData):
         try:
             with node.open(mode='r') as handle:
@@ -40,7 +41,11 @@ def _read(node, reader, field: str, arrays: tuple[str, ...], optional: tuple[str
         missing = [name for name in arrays if name not in names]
         if missing:
             raise ValueError(f'{field}: the ArrayData lacks the arrays {missing} (has {sorted(names)})')
-        return {name: node.get_array(name) for name in arrays + tuple(o for o in optional if o in names)}
+        result = {name: node.get_array(name) for name in arrays + tuple(o for o in optional if o in names)}
+        headers = node.base.attributes.get('headers', None)  # the gpumd parser keeps the reader's headers here
+        if isinstance(headers, list):
+            result['headers'] = headers
+        return result
     raise ValueError(f'{field}: expected a SinglefileData or an ArrayData, got {type(node).__name__}')
 
 

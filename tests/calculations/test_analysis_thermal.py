@@ -9,7 +9,7 @@ from aiida import orm
 
 from aiida_mlcampaign.calculations.analysis_common import array_node
 from aiida_mlcampaign.calculations.analysis_thermal import analyse_green_kubo, analyse_hnemd, analyse_shc
-from aiida_mlcampaign.formats.gpumd import read_hac, read_kappa, read_shc
+from aiida_mlcampaign.formats.gpumd import array_node_content, read_hac, read_kappa, read_shc
 
 MD = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'md'
 GRAPHENE = MD / 'graphene_hnemd_shc_legacy_v3.x'
@@ -22,8 +22,12 @@ def file_node(path: pathlib.Path) -> orm.SinglefileData:
 
 
 def arrays_of(data: dict) -> orm.ArrayData:
-    """What a parser storing a reader's arrays would give."""
-    return array_node(**{key: value for key, value in data.items() if isinstance(value, np.ndarray)}).store()
+    """What the ``gpumd`` parser stores for a reader's result (arrays, and ``headers``/``units`` attributes)."""
+    arrays, attributes = array_node_content(data)
+    node = array_node(**arrays)
+    for key, value in attributes.items():
+        node.base.attributes.set(key, value)
+    return node.store()
 
 
 def links(node) -> tuple[set, set]:
@@ -136,8 +140,10 @@ def test_shc_from_arrays_refuses_missing_or_inconsistent_settings(aiida_profile)
     assert results['summary']['kappa_W_per_mK']['in'] == pytest.approx(831.47, rel=1e-4)
     # v5.6 file: the header says compute_shc collected direction y (1) for group 4 of method 0
     recent = file_node(MD / 'graphene_hnemd_shc_v5.6' / 'shc.out')
-    with pytest.raises(ValueError, match='driving_force: along x, but compute_shc collected direction y'):
-        analyse_shc(shc=recent, temperature=orm.Float(300.0), volume=orm.Float(1.0e5),
-                    driving_force=orm.List([1e-5, 0.0, 0.0]))
     with pytest.raises(ValueError, match='volume: .*group'):
         analyse_shc(shc=recent, temperature=orm.Float(300.0), driving_force=orm.List([0.0, 1e-5, 0.0]))
+    # the same file as the gpumd parser stores it: the header (direction y) comes with the ArrayData
+    parsed = arrays_of(read_shc(MD / 'graphene_hnemd_shc_v5.6' / 'shc.out'))
+    with pytest.raises(ValueError, match='driving_force: along z, but compute_shc collected direction y'):
+        analyse_shc(shc=parsed, temperature=orm.Float(300.0), volume=orm.Float(1.0e5),
+                    driving_force=orm.List([0.0, 0.0, 1e-5]))
