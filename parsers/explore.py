@@ -1,4 +1,4 @@
-"""Parser of ``MtpExploreCalculation``: ``summary.json`` and ``candidates.xyz`` back into nodes."""
+"""Parsers of the exploration CalcJobs (MTP and NEP): ``summary.json`` and ``candidates.xyz`` back into nodes."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ from aiida_mlcampaign.formats.extxyz import read_extxyz
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.mtp.explore import ERROR_MARKER
 
-__all__ = ('MtpExploreParser',)
+__all__ = ('ExploreParser', 'MtpExploreParser', 'NepExploreParser')
 
 
-class MtpExploreParser(Parser):
+class ExploreParser(Parser):
     """Outputs ``statistics`` (the summary), and when there are candidates ``candidates`` (unlabelled
     ``TrainingSetData``, origin ``explore``, temperature per frame, ``source_uuid`` = this calculation)
     and ``grades`` (``ArrayData``: ``grades``, ``walkers``, ``steps``, ``temperatures``, ``seeds``,
-    ``starts``, one entry per candidate in file order)."""
+    ``starts``, one entry per candidate in file order; for a NEP committee the grade is the force
+    deviation in eV/Å)."""
+
+    def _species(self) -> list[str]:
+        """Species order of the candidates node (the potential's)."""
+        return list(self.node.inputs.potential.species)
 
     def parse(self, **kwargs):
         process = self.node.process_class
@@ -58,7 +63,7 @@ class MtpExploreParser(Parser):
 
         self.out('statistics', orm.Dict(summary))
         if frames:
-            species = list(self.node.inputs.potential.species)
+            species = self._species()
             columns = {key: [] for key in ('grade', 'walker', 'step', 'temperature', 'seed', 'start')}
             for index, frame in enumerate(frames):
                 missing = [key for key in columns if key not in frame.info]
@@ -80,3 +85,18 @@ class MtpExploreParser(Parser):
         if walkers and int(totals['exploded']) == len(walkers):
             return self.exit_codes.ERROR_ALL_WALKERS_EXPLODED.format(walkers=len(walkers))
         return None
+
+
+class MtpExploreParser(ExploreParser):
+    """Parser of ``MtpExploreCalculation`` (grades: mlip-2 extrapolation grades)."""
+
+
+class NepExploreParser(ExploreParser):
+    """Parser of ``NepExploreCalculation`` (grades: committee force deviations, eV/Å)."""
+
+    def _species(self) -> list[str]:
+        from aiida_mlcampaign.calculations.explore import _natural_key
+
+        links = self.node.base.links.get_incoming(link_label_filter='potentials__%').all()
+        first = min(links, key=lambda link: _natural_key(link.link_label[len('potentials__'):]))
+        return list(first.node.species)

@@ -272,3 +272,123 @@ def test_settings_missing_required_key():
     with pytest.raises(ValueError, match='settings: expected a dictionary'):
         ex.check_explore_settings([1, 2])
     assert math.isclose(ex.check_explore_settings({**BASE, 'friction': 1})['friction'], 1.0)
+
+
+# ------------------------------------------------------------------------------- NEP committee
+#
+# The same driver with family 'nep': two PbTe NEP4 models of GPUMD's examples (different architectures, same
+# species; fixtures/gpumd/SOURCES.md), the first drives the MD, the grade is their force deviation (eV/Å).
+# On the 8-atom rocksalt cell the deviation stays below 0.02 eV/Å at 300 K and passes 0.06 within 40 steps
+# at 3000 K.
+
+NEP_DIR = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'nep'
+NEP_MODELS = [NEP_DIR / 'pbte_train_master' / 'nep.txt', NEP_DIR / 'pbte_train_legacy_v3.9.5' / 'nep.txt']
+NEP_BASE = {'family': 'nep', 'temperatures': [300, 3000], 'seeds': [1, 2], 'steps': 100, 'time_step': 2.0,
+            'grade_every': 5, 'select_threshold': 0.03, 'break_threshold': 0.06}
+
+
+def _pbte_start(label='rocksalt') -> Frame:
+    from ase.build import bulk
+
+    frame = Frame.from_ase(bulk('PbTe', 'rocksalt', a=6.46, cubic=True))
+    frame.info = {'label': label}
+    return frame
+
+
+def _run_nep(tmp_path, settings, starts, name='nep'):
+    pytest.importorskip('calorine')
+    starts_path = tmp_path / f'{name}_starts.xyz'
+    write_extxyz(starts, starts_path, convention='ase')
+    out = tmp_path / name
+    summary = ex.explore(settings, NEP_MODELS, None, None, starts_path, out)
+    return summary, list(read_extxyz(out / ex.CANDIDATES_FILENAME)), out
+
+
+@pytest.fixture(scope='module')
+def nep_ladder(tmp_path_factory):
+    return _run_nep(tmp_path_factory.mktemp('explore_nep'), NEP_BASE, [_pbte_start()])
+
+
+def test_nep_walkers_grade_with_the_committee(nep_ladder, ladder):
+    from aiida_mlcampaign.nep.cpu import committee_deviations
+
+    summary, frames, out = nep_ladder
+    assert json.loads((out / ex.SUMMARY_FILENAME).read_text()) == summary
+    assert summary['family'] == 'nep' and summary['species'] == ['Te', 'Pb']
+    assert summary['committee'] == {'models': 2, 'files': ['nep.txt', 'nep.txt'], 'md_model': 'nep.txt'}
+    assert 'active_set' not in summary and 'engine' not in summary['settings']
+    # the same summary layout as the MTP family
+    assert set(summary['totals']) == set(ladder[0]['totals'])
+    assert {key for w in summary['walkers'] for key in w} == {key for w in ladder[0]['walkers'] for key in w}
+
+    cold = [w for w in summary['walkers'] if w['temperature'] == 300.0]
+    hot = [w for w in summary['walkers'] if w['temperature'] == 3000.0]
+    for walker in cold:
+        assert walker['stop_reason'] == 'completed' and walker['graded'] == 20
+        assert walker['above_select'] == walker['candidates'] == 0 and walker['max_grade'] < 0.03
+    for walker in hot:
+        assert walker['stop_reason'] == 'break' and walker['steps_run'] % 5 == 0
+        assert '>= break_threshold 0.06' in walker['stop_detail']
+        mine = [f for f in frames if f.info['walker'] == walker['walker']]
+        assert len(mine) == walker['candidates'] == walker['above_select'] >= 1
+        assert mine[-1].info['step'] == walker['steps_run'] and mine[-1].info['grade'] >= 0.06
+    assert frames and all(f.info['grade'] >= 0.03 for f in frames)
+    assert all(f.energy is None and f.forces is None for f in frames)
+    # the saved grade is the committee deviation of the saved frame
+    recomputed = committee_deviations(NEP_MODELS, frames)
+    np.testing.assert_allclose(recomputed, [f.info['grade'] for f in frames], rtol=1e-4)
+    totals = summary['totals']
+    assert totals['completed'] == 2 and totals['break'] == 2 and totals['exploded'] == 0
+    assert totals['candidate_fraction'] == pytest.approx(totals['above_select'] / totals['graded'])
+    assert summary['walkers'][0]['below_min_dist_evaluations'] == 0
+
+
+def test_nep_main_reads_the_numbered_models(tmp_path, monkeypatch, capsys):
+    pytest.importorskip('calorine')
+    monkeypatch.chdir(tmp_path)
+    for number, model in enumerate(NEP_MODELS):
+        (tmp_path / f'potential_{number}.txt').write_bytes(model.read_bytes())
+    write_extxyz([_pbte_start()], tmp_path / 'starts.xyz', convention='ase')
+    settings = {**NEP_BASE, 'temperatures': [300], 'seeds': [1], 'steps': 10, 'species': ['Te', 'Pb']}
+    (tmp_path / 'settings.json').write_text(json.dumps(settings))
+    assert ex.main(['settings.json']) == 0
+    out = capsys.readouterr().out
+    assert "committee ['potential_0.txt', 'potential_1.txt']" in out and ex.DONE_MARKER in out
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert summary['committee']['files'] == ['potential_0.txt', 'potential_1.txt']
+
+    (tmp_path / 'settings.json').write_text(json.dumps({**settings, 'species': ['Pb', 'Te']}))
+    assert ex.main(['settings.json']) == 1
+    assert "species: ['Pb', 'Te'] differ from the models' species ['Te', 'Pb']" in capsys.readouterr().out
+    (tmp_path / 'potential_1.txt').unlink()
+    (tmp_path / 'settings.json').write_text(json.dumps(settings))
+    assert ex.main(['settings.json']) == 1
+    assert 'potentials: family nep needs potential_0.txt, potential_1.txt' in capsys.readouterr().out
+
+
+def test_nep_refuses_what_nep_cpu_cannot_do(tmp_path):
+    slab = _pbte_start()
+    slab.pbc = (True, True, False)
+    with pytest.raises(ValueError, match='starts: structure 0 is not periodic in 3 directions; nep_cpu'):
+        _run_nep(tmp_path, NEP_BASE, [slab])
+    with pytest.raises(ValueError, match='potentials: a committee needs at least 2 models'):
+        ex.explore(NEP_BASE, NEP_MODELS[:1], None, None, tmp_path / 'unused.xyz', tmp_path)
+    with pytest.raises(ValueError, match='training: family nep grades with the committee'):
+        ex.explore(NEP_BASE, NEP_MODELS, None, TRAIN_CFG, tmp_path / 'unused.xyz', tmp_path)
+
+
+def test_nep_settings():
+    settings = ex.check_explore_settings({**BASE, 'family': 'nep'})
+    assert settings['family'] == 'nep' and 'engine' not in settings
+    assert settings['select_threshold'] == 0.1 and settings['break_threshold'] == 0.5
+    assert ex.check_explore_settings(settings) == settings
+    assert ex.check_explore_settings({**BASE, 'family': 'nep', 'select_threshold': 0.02})['select_threshold'] == 0.02
+    with pytest.raises(ValueError, match="engine: only used with family 'mtp'"):
+        ex.check_explore_settings({**BASE, 'family': 'nep', 'engine': 'cext'})
+    with pytest.raises(ValueError, match='select_threshold: must be > 0'):
+        ex.check_explore_settings({**BASE, 'family': 'nep', 'select_threshold': 0})
+    with pytest.raises(ValueError, match=r'break_threshold: must be > select_threshold \(0.3\)'):
+        ex.check_explore_settings({**BASE, 'family': 'nep', 'select_threshold': 0.3, 'break_threshold': 0.2})
+    with pytest.raises(ValueError, match=r"family: must be one of \['mtp', 'nep'\]"):
+        ex.check_explore_settings({**BASE, 'family': 'ace'})
+    assert 'family' not in ex.check_explore_settings({**BASE, 'family': 'mtp'})
