@@ -60,7 +60,7 @@ def test_hnemd_synthetic_y_direction():
 
 def test_hnemd_z_direction_uses_the_single_column():
     rows = np.zeros((4, 5))
-    rows[:, 4] = [1.0, 2.0, 3.0, 4.0]
+    rows[:, 4] = [-1.0, -2.0, -3.0, -4.0]  # GPUMD divides by |F_e|: a force along -z gives negative rows
     result = thermal.hnemd_kappa(rows, [0, 0, -2e-4])
     assert result['direction'] == 'z'
     assert result['driving_force_per_A'] == -2e-4

@@ -5,15 +5,17 @@ The readers in :mod:`aiida_mlcampaign.formats.gpumd` return the numbers as GPUMD
 turns them into conductivities with error estimates and convergence figures. Plain numpy (+ the shared
 Agg figure helpers), no AiiDA, so a result can be redone on a laptop from the files alone.
 
-Conventions (GPUMD source, ``hnemd_kappa.cu``, ``hac.cu``, ``shc.cu``; Fan et al., Phys. Rev. B 99,
-064308 (2019)):
+Conventions (GPUMD's ``hnemd_kappa.cu`` and ``shc.cu``, the project's GPUMD format notes §7.7–7.9;
+Fan et al., Phys. Rev. B 99, 064308 (2019)):
 
 * the five columns of ``kappa.out`` and ``hac.out`` are ``x_in x_out y_in y_out z``: the response along
   x, y, z, with x and y split into the in-plane (velocity components x, y) and out-of-plane (z)
   contributions that matter for 2D materials. For a bulk material κ_xx = x_in + x_out, and so on.
   ``kappa.out`` holds κ_μν for μ the direction of the driving force F_e, so the diagonal element is the
   pair of columns of that direction (column ``z`` alone for F_e along z);
-* each ``kappa.out`` row is the average over *one* output window; κ(t) is their running mean;
+* each ``kappa.out`` row is the average over *one* output window; κ(t) is their running mean. GPUMD divides
+  the heat current by |F_e|, so a negative F_e gives rows of the opposite sign: :func:`hnemd_kappa`
+  multiplies them by the sign of F_e to report κ itself;
 * ``shc.out``: J(ω) = 2 ∫ K(t) cos(ωt) dt (Hann window) in Å·eV, ω angular in THz. The spectral
   conductivity is κ(ω) = J(ω) / (V T F_e) with κ = ∫₀^∞ κ(ω) dω/2π, i.e. the sum over the frequency
   rows of κ(ν)·Δν with ν = ω/2π. Numerically 1 eV/(ps·Å·K) = 1602.18 W/(m·K); the same factor turns
@@ -167,7 +169,8 @@ def hnemd_kappa(block_rows, driving_force, *, time_per_row_ps: float | None = No
     """κ from the rows of ``kappa.out`` (W/(m·K)), its running mean and an error estimate.
 
     :param block_rows: (N, 5) the rows as written (``x_in x_out y_in y_out z``, block averages).
-    :param driving_force: (Fe_x, Fe_y, Fe_z) in Å⁻¹; its non-zero component picks the diagonal element.
+    :param driving_force: (Fe_x, Fe_y, Fe_z) in Å⁻¹; its non-zero component picks the diagonal element
+        (and a negative one flips the sign of the rows, see the module docstring).
     :param time_per_row_ps: output_interval × time step; gives the time axis (else rows are counted).
     :param skip_rows: rows left out of the final estimate (transient after switching F_e on).
     :param window: running mean over the last ``window`` rows instead of all rows (figure only).
@@ -188,6 +191,7 @@ def hnemd_kappa(block_rows, driving_force, *, time_per_row_ps: float | None = No
         bad = int(np.argwhere(~np.isfinite(rows))[0][0])
         raise ValueError(f'kappa: row {bad + 1} is not finite (the run blew up?)')
     axis, fe = direction_of_force(driving_force)
+    rows = rows * math.copysign(1.0, fe)  # kappa.out = J / (V T |F_e|): undo the sign of a negative F_e
     n = len(rows)
     if not isinstance(skip_rows, (int, np.integer)) or not 0 <= skip_rows < n:
         raise ValueError(f'skip_rows: must be an integer in [0, {n - 1}] for {n} rows, got {skip_rows!r}')
