@@ -93,11 +93,12 @@ def _check_frames(node: TrainingSetData, port: str, species: list[str], model_ty
     extra = sorted(used - set(species))
     if extra:
         return f'{port}: species {extra} occur in the frames but not in species {species}'
-    energies = node.get_array('energies')
-    forces = node.get_array('forces')
-    if not np.isfinite(energies).all() or not np.isfinite(forces).all():
-        return (f'{port}: {int(np.sum(~np.isfinite(energies)))} frame(s) without an energy or with missing forces; '
-                'nep needs both for every frame')
+    complete = np.isfinite(node.get_array('energies'))
+    atom_complete = np.isfinite(node.get_array('forces')).all(axis=1)
+    complete &= np.logical_and.reduceat(atom_complete, node.offsets[:-1]) if len(atom_complete) else complete
+    if not complete.all():
+        return (f'{port}: {int(np.sum(~complete))} frame(s) without an energy or forces (first: frame '
+                f'{int(np.argmin(complete))}); nep needs both for every frame')
     weights = node.get_array('weights')
     if (weights > 100).any():
         return f'{port}: GPUMD accepts frame weights 0 < weight <= 100, the largest is {float(weights.max()):g}'

@@ -111,7 +111,11 @@ class NepTrainParser(Parser):
 
     def _settings(self) -> dict:
         """The settings nep ran with (all defaults of the version filled in), rebuilt from the inputs as written."""
-        return build_nep_in(self.node.inputs)[1]
+        try:
+            return build_nep_in(self.node.inputs)[1]
+        except ValueError:  # inputs that the current validation refuses (an older or imported node)
+            settings = self.node.inputs.settings.get_dict() if 'settings' in self.node.inputs else {}
+            return {'prediction': int('potential' in self.node.inputs), 'batch': settings.get('batch', 1000)}
 
     def _mode(self, prediction: bool) -> str:
         inputs = self.node.inputs

@@ -165,7 +165,13 @@ def test_refusals_name_the_field(generate_calc_job, fake_code, pbte, master_mode
 
     unlabelled = TrainingSetData.from_arrays(['Te', 'Pb'], **{
         name: pbte.get_array(name) for name in pbte.get_arraynames()} | {'energies': np.array([np.nan, -937.0])})
-    _refused(generate_calc_job, _inputs(code, unlabelled), r'training_set: 1 frame\(s\) without an energy')
+    _refused(generate_calc_job, _inputs(code, unlabelled), r'training_set: 1 frame\(s\) without an energy or '
+                                                          r'forces \(first: frame 0\)')
+    forces = pbte.get_array('forces').copy()
+    forces[300] = np.nan  # an atom of frame 1
+    no_forces = TrainingSetData.from_arrays(['Te', 'Pb'], **{
+        name: pbte.get_array(name) for name in pbte.get_arraynames()} | {'forces': forces})
+    _refused(generate_calc_job, _inputs(code, pbte, test_set=no_forces), r'test_set: 1 frame\(s\) .*first: frame 1')
 
 
 # ---------------------------------------------------------------------------------------------------- real runs
@@ -232,18 +238,22 @@ def test_run_with_replay_standin(replay_code, replay_dir, pbte):
     assert errors['final_loss']['generation'] == 20000
 
 
-def test_walltime_then_resume(replay_code, replay_dir, pbte):
+def test_walltime_then_resume(replay_code, replay_dir, pbte, generate_calc_job):
     results, node = _run(replay_code, pbte, replay_dir, stop='walltime')
     assert node.exit_status == NepTrainCalculation.exit_codes.ERROR_NOT_FINISHED.status
     restart = results['restart']
     assert read_nep_restart(restart.get_content())['n_parameters'] == 3033
     assert len(results['loss'].get_array('generation')) == 100
     assert 'parity' not in results
+    assert results['output_parameters']['finished'] is False
 
+    # Resuming from the node: its creator's potential fixes the type order and architecture.
     with pytest.raises(ValueError, match=r"species: \['Pb', 'Te'\] differs from the type order \['Te', 'Pb'\] of the "
                                          'run that wrote restart'):
         _run(replay_code, pbte, replay_dir, restart=restart, species=orm.List(['Pb', 'Te']))
-    results, node = _run(replay_code, pbte, replay_dir, restart=restart)
-    assert node.is_finished_ok, (node.exit_status, node.exit_message)
-    assert results['output_parameters']['mode'] == 'resume'
-    assert 'potential' in results
+    with pytest.raises(ValueError, match=r"settings.basis_size: \[8, 4\] does not match the run that wrote restart's "
+                                         r"\[6, 6\]"):  # the same 3033 parameters, another architecture
+        generate_calc_job(NepTrainCalculation, _inputs(replay_code, pbte, restart=restart,
+                                                       settings=orm.Dict({'basis_size': [8, 4]})))
+    calcinfo, folder, _ = generate_calc_job(NepTrainCalculation, _inputs(replay_code, pbte, restart=restart))
+    assert calcinfo.local_copy_list == [(restart.uuid, restart.filename, 'nep.restart')]

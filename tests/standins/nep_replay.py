@@ -220,8 +220,8 @@ def main() -> int:
                         raise InputError(f'Failed to open {name} (fine_tune).')
             recording = choose_recording(species)
             print(f'Replaying the recorded run {recording.name} (stand-in).')
-            shutil.copyfile(recording / 'nep.txt', 'nep.txt')
-        model_text = pathlib.Path('nep.txt').read_text(encoding='utf-8')
+        model = pathlib.Path('nep.txt') if prediction else recording / 'nep.txt'
+        model_text = model.read_text(encoding='utf-8')
         try:
             header = read_nep_header(model_text)
         except FormatError as error:
@@ -259,6 +259,7 @@ def main() -> int:
         line_1()
         return 0
 
+    shutil.copyfile(recording / 'nep.txt', 'nep.txt')
     loss_lines = [line for line in (recording / 'loss.out').read_text(encoding='utf-8').splitlines()
                   if line.strip() and not line.lstrip().startswith('#')]
     read_loss(recording / 'loss.out')  # a broken recording is a broken test, not a replay
