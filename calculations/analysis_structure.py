@@ -544,8 +544,16 @@ def _validate_diffusion_inputs(inputs, _):
         if bad:
             return f'charges: non-numeric charge for {bad}'
         names = inputs.get('group_names')
-        species = (names.get_list() if names is not None else
-                   list(msd.base.attributes.get('species', [])) if isinstance(msd, orm.ArrayData) else [])
+        if names is not None:
+            species = names.get_list()
+        elif isinstance(msd, orm.ArrayData):
+            species = list(msd.base.attributes.get('species', []))
+        else:  # an msd.out: its groups are named group_0, group_1, ...
+            try:
+                with msd.open(mode='r') as handle:
+                    species = [f'group_{g}' for g in range(int(read_msd(handle)['num_groups']))]
+            except Exception:  # an unreadable file is reported by the function itself, with the line
+                species = []
         missing = [s for s in species if s not in charge_map]
         if missing:
             return f'charges: no charge given for species {", ".join(map(repr, missing))}'
@@ -614,14 +622,16 @@ def _validate_arrhenius_inputs(inputs, _):
     for label, node in results.items():
         if not isinstance(node, orm.Dict) or 'species' not in node.get_dict():
             return f'{label}: expected a fit_diffusion output Dict'
+    if quantity is None:
+        quantity = 'conductivity' if all('conductivity' in n.get_dict() for n in results.values()) else 'diffusion'
+    for label, node in results.items():
         data = node.get_dict()
         if data.get('temperature_K') is None:
             return f'{label}: this diffusion result has no temperature_K (give temperature_K to fit_diffusion)'
         if quantity == 'conductivity' and 'conductivity' not in data:
             return f'{label}: no conductivity in this result (give charges to fit_diffusion)'
-        if quantity != 'conductivity' and not all('conductivity' in n.get_dict() for n in results.values()):
-            if species is None and len(data['species']) > 1:
-                return f'species: the results have several species {sorted(data["species"])}; choose one or "all"'
+        if quantity == 'diffusion' and species is None and len(data['species']) > 1:
+            return f'species: the results have several species {sorted(data["species"])}; choose one or "all"'
         if species is not None and species != 'all' and species not in data['species']:
             return f'species: {species!r} is not in {label} (species {sorted(data["species"])})'
         if species == 'all' and 'all' not in data and len(data['species']) > 1:

@@ -219,6 +219,11 @@ def test_bad_inputs_are_refused_before_running(aimd_set):
         fit_diffusion(msd=msd, fit_start_ps=1.0, fit_end_ps=0.5)
     with pytest.raises(ValueError, match='diffusion_results: an Arrhenius fit needs at least 2'):
         fit_arrhenius(only=orm.Dict({'species': {'Cu': {}}, 'temperature_K': 500.0}))
+    two = {'species': {'Cu': {'D_A2_per_ps': 1.0}, 'S': {'D_A2_per_ps': 0.1}}, 'temperature_K': 500.0}
+    with pytest.raises(ValueError, match='species: the results have several species'):
+        fit_arrhenius(quantity='diffusion', a=orm.Dict(two), b=orm.Dict({**two, 'temperature_K': 600.0}))
+    with pytest.raises(ValueError, match="charges: no charge given for species 'group_0'"):
+        fit_diffusion(msd=singlefile(SI_LIQUID / 'msd.out'), charges=orm.Dict({'Si': 1}), temperature_K=2500.0)
     with pytest.raises(ValueError, match='values: 1 values for 2 temperatures'):
         fit_arrhenius(temperatures=orm.List([500.0, 600.0]), values=orm.List([1.0]))
     assert calcfunction_count() == before
