@@ -1,12 +1,24 @@
-"""``mlcampaign.al.loop``: active learning of a moment tensor potential, one work chain, full provenance.
+"""``mlcampaign.al.loop``: active learning of an MTP or a NEP, one work chain, full provenance.
 
-One iteration is the field's standard MTP loop: train -> explore with MD while grading the
-extrapolation -> select a D-optimal subset of the extrapolative frames -> label them with DFT ->
-merge. It stops on measured criteria: few explored frames are extrapolative
-(``max_candidate_fraction``) *and* the model that explored predicts the new DFT forces well
-(``target_force_rmse``), or after ``max_iterations``. Children are labelled ``iteration_NN_<step>``.
-A loop started from a finished loop's outputs (``get_builder_restart_from``) continues with the next
-iteration; nothing already computed is run again.
+One iteration is the field's standard loop: train -> explore with MD while measuring the model's
+uncertainty -> select frames -> label them with DFT -> merge. The two families differ only in how
+uncertainty is measured and frames chosen:
+
+* ``mtp``: motep fits the MTP; exploration grades frames with mlip-2's extrapolation grade; a
+  D-optimal (MaxVol) subset of the extrapolative frames is labelled.
+* ``nep``: a committee of ``committee_size`` NEPs is trained with GPUMD's ``nep`` on the same data
+  (GPUMD's evolution strategy draws its own random initial population, so members differ); the MD
+  runs on the CPU with the first member (calorine) and the uncertainty of a frame is the largest
+  per-atom force standard deviation across the committee. Frames inside the trust window
+  ``[select_threshold, break_threshold)`` of ``nep_explore.parameters`` are candidates; the most
+  uncertain, mutually distinct ones are labelled.
+
+It stops on measured criteria: few explored frames are uncertain (``max_candidate_fraction``) *and*
+the model that explored predicts the new DFT forces well (``target_force_rmse``), or after
+``max_iterations``. Children are labelled ``iteration_NN_<step>``. A loop started from a finished
+loop's outputs (``get_builder_restart_from``) continues with the next iteration; nothing already
+computed is run again. :func:`get_nep_builder_from_loop` trains a NEP on a finished loop's data set,
+as the paper trains both families on the same DFT frames.
 """
 
 from __future__ import annotations
@@ -15,21 +27,33 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_, while_
 
-from aiida_mlcampaign.calculations.explore import MtpExploreCalculation
+from aiida_mlcampaign.calculations.explore import MtpExploreCalculation, NepExploreCalculation
 from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
+from aiida_mlcampaign.calculations.nep import NepTrainCalculation
+from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep, select_by_committee
 from aiida_mlcampaign.calculations.selection import select_for_labelling
 from aiida_mlcampaign.calculations.training_set import merge_training_sets
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
 
-FAMILIES = ('mtp',)
+FAMILIES = ('mtp', 'nep')
+# The namespaces each family needs; the other family's namespaces must stay empty.
+FAMILY_NAMESPACES = {'mtp': ('potential', 'train', 'explore'), 'nep': ('nep_train', 'nep_explore')}
 
 
 def validate_family(value, _):
     if value is not None and value.value not in FAMILIES:
-        return (f"family: {value.value!r} is not available; choose one of {FAMILIES} "
-                "(the NEP family arrives with the GPUMD issue)")
+        return f'family: {value.value!r} is not available; choose one of {FAMILIES}'
+
+
+def _at_least(name, minimum):
+    def validator(value, _):
+        if value is not None and value.value < minimum:
+            return f'{name}: must be at least {minimum}, got {value.value}'
+
+    return validator
 
 
 def _positive(name, kind=float):
@@ -40,7 +64,27 @@ def _positive(name, kind=float):
     return validator
 
 
+def _given(inputs, name) -> bool:
+    value = inputs.get(name)
+    if value is None:
+        return False
+    if isinstance(value, dict):  # an exposed namespace: only metadata defaults do not count as given
+        return any(key != 'metadata' for key in value)
+    return True
+
+
 def validate_inputs(inputs, _):
+    family = inputs['family'].value if 'family' in inputs else 'mtp'
+    if family in FAMILY_NAMESPACES:
+        for name in FAMILY_NAMESPACES[family]:
+            if not _given(inputs, name):
+                return f'{name}: required for family {family!r}'
+        for other, names in FAMILY_NAMESPACES.items():
+            for name in names if other != family else ():
+                if _given(inputs, name):
+                    return f'{name}: belongs to family {other!r}, but family is {family!r}'
+    if family == 'nep':
+        return _validate_nep_inputs(inputs)
     training_set = inputs.get('training_set')
     potential = inputs.get('potential')
     if training_set is not None and potential is not None:
@@ -58,6 +102,53 @@ def validate_inputs(inputs, _):
         return f'max_candidate_fraction: must be in [0, 1], got {fraction.value}'
 
 
+def _validate_nep_inputs(inputs):
+    parameters = inputs['nep_explore'].get('parameters')
+    if parameters is not None:
+        values = parameters.get_dict()
+        lower, upper = values.get('select_threshold'), values.get('break_threshold')
+        if lower is None or upper is None:
+            return ('nep_explore.parameters: select_threshold and break_threshold (the trust window of the '
+                    'committee force deviation, eV/Å) are required for family nep')
+        if not 0 < lower < upper:
+            return f'nep_explore.parameters: the trust window needs 0 < select_threshold < break_threshold, ' \
+                   f'got [{lower}, {upper})'
+    species = inputs['nep_train'].get('species')
+    if species is not None:
+        training_set = inputs.get('training_set')
+        if training_set is not None:
+            extra = sorted(set(training_set.species) - set(species.get_list()))
+            if extra:
+                return f'training_set: species {extra} are not in nep_train.species {species.get_list()}'
+        for key, structure in inputs['nep_explore'].get('structures', {}).items():
+            extra = sorted(structure.get_symbols_set() - set(species.get_list()))
+            if extra:
+                return f'nep_explore.structures.{key}: species {extra} are not in nep_train.species'
+
+
+def get_nep_builder_from_loop(loop, code, settings=None, **inputs):
+    """A ``NepTrainCalculation`` builder for the DFT frames of a finished loop (of either family).
+
+    The paper fits an MTP and a NEP to the same DFT data; here the NEP is trained on exactly the
+    ``training_set`` node the loop returned (and its ``test_set`` input when there was one), so the
+    graph shows both potentials descending from the same labels. ``inputs`` are further
+    ``NepTrainCalculation`` inputs (``species``, ``gpumd_version``, ``metadata``...).
+    """
+    if not loop.is_finished_ok:
+        raise ValueError(f'loop: process <{loop.pk}> did not finish successfully (exit status {loop.exit_status})')
+    builder = NepTrainCalculation.get_builder()
+    builder.code = code
+    builder.training_set = loop.outputs.training_set
+    test_sets = [link.node for link in loop.base.links.get_incoming(link_label_filter='test_set').all()]
+    if test_sets:
+        builder.test_set = test_sets[0]
+    if settings is not None:
+        builder.settings = settings if isinstance(settings, orm.Dict) else orm.Dict(settings)
+    for key, value in inputs.items():
+        builder[key] = value
+    return builder
+
+
 class ActiveLearningWorkChain(WorkChain):
     """Train, explore, select, label, merge; repeat until the measured criteria hold."""
 
@@ -65,17 +156,31 @@ class ActiveLearningWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('family', valid_type=orm.Str, default=lambda: orm.Str('mtp'), validator=validate_family,
-                   help="Potential family: 'mtp' (motep locally, mlip-2 format).")
+                   help="Potential family: 'mtp' (motep, mlip-2 format) or 'nep' (GPUMD nep committee).")
         spec.input('training_set', valid_type=TrainingSetData,
                    help='Labelled frames to start from (e.g. the output of mlcampaign.dft.label or .aimd).')
         spec.input('test_set', valid_type=TrainingSetData, required=False,
                    help='Fixed held-out frames; their force RMSE is reported every iteration.')
-        spec.input('potential', valid_type=MtpPotentialData,
-                   help='The MTP to fit every iteration (a level template with species and distances).')
+        optional = {'required': False, 'populate_defaults': False}
+        spec.input('potential', valid_type=MtpPotentialData, required=False,
+                   help='Family mtp: the MTP to fit every iteration (a level template with species and distances).')
         spec.expose_inputs(MotepTrainCalculation, namespace='train', exclude=('potential', 'training_set'),
-                           namespace_options={'help': 'motep training: code, settings, options.'})
+                           namespace_options={**optional, 'help': 'Family mtp: motep training (code, settings).'})
         spec.expose_inputs(MtpExploreCalculation, namespace='explore', exclude=('potential', 'training_set'),
-                           namespace_options={'help': 'Exploration MD: code, starting structures, parameters.'})
+                           namespace_options={**optional, 'help': 'Family mtp: exploration MD (code, structures, '
+                                                               'parameters).'})
+        spec.expose_inputs(NepTrainCalculation, namespace='nep_train',
+                           exclude=('training_set', 'test_set', 'restart', 'foundation', 'foundation_restart',
+                                    'potential'),
+                           namespace_options={**optional, 'help': 'Family nep: GPUMD nep training of every '
+                                                               'committee member (code, settings, species).'})
+        spec.expose_inputs(NepExploreCalculation, namespace='nep_explore', exclude=('potentials',),
+                           namespace_options={**optional, 'help': 'Family nep: exploration MD with the committee '
+                                                               '(code, structures, parameters incl. the trust '
+                                                               'window select_threshold/break_threshold, eV/Å).'})
+        spec.input('committee_size', valid_type=orm.Int, default=lambda: orm.Int(4),
+                   validator=_at_least('committee_size', 2),
+                   help='Family nep: number of NEPs trained on the same data to measure the force uncertainty.')
         spec.expose_inputs(DftLabelWorkChain, namespace='label', exclude=('structures', 'origin'),
                            namespace_options={'help': 'DFT labelling of the selected frames.'})
         spec.input('max_iterations', valid_type=orm.Int, default=lambda: orm.Int(5),
@@ -113,7 +218,10 @@ class ActiveLearningWorkChain(WorkChain):
             ),
             cls.finalize,
         )
-        spec.output('potential', valid_type=MtpPotentialData, help='The last trained potential.')
+        spec.output('potential', valid_type=(MtpPotentialData, NepPotentialData),
+                    help='The last trained potential (for nep: the committee member that drove the MD).')
+        spec.output_namespace('committee', valid_type=NepPotentialData, dynamic=True, required=False,
+                              help='Family nep: every member of the last committee.')
         spec.output('training_set', valid_type=TrainingSetData,
                     help='All labelled frames, including those added by the last iteration.')
         spec.output('stop_reason', valid_type=orm.Str, help='Why the loop stopped.')
@@ -150,8 +258,24 @@ class ActiveLearningWorkChain(WorkChain):
     def _record(self, name: str, node) -> None:
         self.out(f'iterations.iteration_{self.ctx.iteration:02d}.{name}', node)
 
+    @property
+    def _is_nep(self) -> bool:
+        return self.inputs.family.value == 'nep'
+
     def train(self):
         self.ctx.row = {'iteration': self.ctx.iteration, 'training_frames': self.ctx.training_set.num_frames}
+        if self._is_nep:
+            inputs = AttributeDict(self.exposed_inputs(NepTrainCalculation, namespace='nep_train'))
+            inputs.training_set = self.ctx.training_set
+            if 'test_set' in self.inputs:
+                inputs.test_set = self.inputs.test_set
+            futures = {}
+            for member in range(self.inputs.committee_size.value):
+                label = self._label(f'train_member_{member}')
+                futures[f'trained_member_{member}'] = self.submit(
+                    NepTrainCalculation, **{**inputs, 'metadata': {**inputs.get('metadata', {}),
+                                                                   'call_link_label': label}})
+            return ToContext(**futures)
         inputs = AttributeDict(self.exposed_inputs(MotepTrainCalculation, namespace='train'))
         inputs.potential = self.inputs.potential
         inputs.training_set = self.ctx.training_set
@@ -159,6 +283,8 @@ class ActiveLearningWorkChain(WorkChain):
         return ToContext(trained=self.submit(MotepTrainCalculation, **inputs))
 
     def inspect_train(self):
+        if self._is_nep:
+            return self._inspect_committee()
         node = self.ctx.trained
         if 'potential' not in node.outputs:
             return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration)
@@ -172,7 +298,37 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.row['train_force_rmse'] = errors.get('forces_rmse')
         self.ctx.row['train_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
 
+    def _inspect_committee(self):
+        committee = {}
+        for member in range(self.inputs.committee_size.value):
+            node = self.ctx[f'trained_member_{member}']
+            if not node.is_finished_ok or 'potential' not in node.outputs:
+                self.report(f'committee member {member} of iteration {self.ctx.iteration} failed '
+                            f'(exit status {node.exit_status})')
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration)
+            committee[f'member_{member}'] = node.outputs.potential
+            self._record(f'committee.member_{member}', node.outputs.potential)
+        self.ctx.committee = committee
+        self.ctx.potential = committee['member_0']
+        self._record('potential', self.ctx.potential)
+        first = self.ctx.trained_member_0
+        if 'errors' in first.outputs:
+            self._record('training_errors', first.outputs.errors)
+            errors = first.outputs.errors.get_dict()
+            self.ctx.row['train_force_rmse'] = _nep_error(errors, 'force', 'train')
+            self.ctx.row['train_energy_rmse_per_atom'] = _nep_error(errors, 'energy', 'train')
+
     def explore(self):
+        if self._is_nep:
+            inputs = AttributeDict(self.exposed_inputs(NepExploreCalculation, namespace='nep_explore'))
+            inputs.potentials = dict(self.ctx.committee)
+            inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
+            futures = {'explored': self.submit(NepExploreCalculation, **inputs)}
+            if 'test_set' in self.inputs:
+                tested = evaluate_nep(self.ctx.potential, self.inputs.test_set,
+                                      metadata={'call_link_label': self._label('test')})
+                self._store_test_errors(tested['errors'].get_dict() if 'errors' in tested else None)
+            return ToContext(**futures)
         inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
         inputs.potential = self.ctx.potential
         inputs.training_set = self.ctx.training_set
@@ -182,6 +338,9 @@ class ActiveLearningWorkChain(WorkChain):
             futures['tested'] = self.submit(MotepEvaluateCalculation, **self._evaluate_inputs(self.inputs.test_set,
                                                                                               'test'))
         return ToContext(**futures)
+
+    def _store_test_errors(self, errors):
+        self.ctx.test_errors = errors
 
     def _evaluate_inputs(self, frames, step):
         train_inputs = self.exposed_inputs(MotepTrainCalculation, namespace='train')
@@ -205,17 +364,32 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.row['candidates'] = 0 if self.ctx.candidates is None else self.ctx.candidates.num_frames
         self.ctx.row['labels_added'] = 0
         self.ctx.row['new_frames_force_rmse'] = None
+        errors = None
         if 'tested' in self.ctx:
             tested = self.ctx.tested
             if tested.is_finished_ok and 'errors' in tested.outputs:
-                self.ctx.row['test_force_rmse'] = tested.outputs.errors['forces_rmse']
-                self.ctx.row['test_energy_rmse_per_atom'] = tested.outputs.errors['energy_per_atom_rmse']
+                errors = tested.outputs.errors.get_dict()
             del self.ctx['tested']
+        elif self.ctx.get('test_errors') is not None:
+            errors = self.ctx.test_errors
+            self.ctx.test_errors = None
+        if errors is not None:
+            self.ctx.row['test_force_rmse'] = errors.get('forces_rmse')
+            self.ctx.row['test_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
 
     def has_candidates(self):
         return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
 
     def select(self):
+        if self._is_nep:
+            window = self.inputs.nep_explore.parameters.get_dict()
+            outputs = select_by_committee(
+                self.ctx.candidates, lower=orm.Float(window['select_threshold']),
+                upper=orm.Float(window['break_threshold']), budget=self.inputs.label_budget,
+                metadata={'call_link_label': self._label('select')}, **self.ctx.committee,
+            )
+            self.ctx.selected = {key: node for key, node in outputs.items() if key.startswith('structure_')}
+            return
         outputs = select_for_labelling(
             self.ctx.potential, self.ctx.training_set, self.ctx.candidates,
             budget=self.inputs.label_budget, select_threshold=self.inputs.select_add_threshold,
@@ -241,10 +415,20 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.row['labels_added'] = self.ctx.new_frames.num_frames
 
     def evaluate_new_frames(self):
+        if self._is_nep:
+            outputs = evaluate_nep(self.ctx.potential, self.ctx.new_frames,
+                                   metadata={'call_link_label': self._label('evaluate')})
+            self.ctx.new_frames_errors = outputs['errors'].get_dict() if 'errors' in outputs else None
+            return
         inputs = self._evaluate_inputs(self.ctx.new_frames, 'evaluate')
         return ToContext(evaluated=self.submit(MotepEvaluateCalculation, **inputs))
 
     def inspect_evaluation(self):
+        if self._is_nep:
+            if self.ctx.new_frames_errors is None:
+                return self.exit_codes.ERROR_EVALUATION_FAILED.format(iteration=self.ctx.iteration)
+            self.ctx.row['new_frames_force_rmse'] = self.ctx.new_frames_errors['forces_rmse']
+            return
         node = self.ctx.evaluated
         if not node.is_finished_ok or 'errors' not in node.outputs:
             return self.exit_codes.ERROR_EVALUATION_FAILED.format(iteration=self.ctx.iteration)
@@ -284,10 +468,21 @@ class ActiveLearningWorkChain(WorkChain):
 
     def finalize(self):
         self.out('potential', self.ctx.potential)
+        if self._is_nep:
+            self.out('committee', dict(self.ctx.committee))
         self.out('training_set', self.ctx.training_set)
         self.out('stop_reason', orm.Str(self.ctx.stop_reason).store())
         self.out('last_iteration', orm.Int(self.ctx.iteration).store())
         self.out('summary', orm.List(self.ctx.summary).store())
+
+
+def _nep_error(errors: dict, quantity: str, which: str) -> float | None:
+    """An RMSE of a ``NepTrainCalculation`` ``errors`` Dict (``rmse_<quantity>_<which>_<unit>``) in eV units."""
+    prefix = f'rmse_{quantity}_{which}_'
+    for key, value in errors.items():
+        if key.startswith(prefix) and value is not None:
+            return float(value) / 1000.0 if key[len(prefix):].startswith('meV') else float(value)
+    return None
 
 
 def _fmt(value) -> str:
