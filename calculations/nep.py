@@ -10,6 +10,8 @@ foundation or a potential) is refused here first, with the field named.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
@@ -56,7 +58,7 @@ def _field(error: Exception) -> str:
 
 
 def build_nep_in(inputs) -> tuple[str, dict]:
-    """``(nep.in text, canonical settings)`` for a dict-like of the CalcJob inputs; raises ``ValueError`` naming the field.
+    """``(nep.in text, canonical settings)`` for a dict-like of CalcJob inputs; ``ValueError`` names the field.
 
     Shared by the inputs validator and ``prepare_for_submission`` so that what is checked is what is written.
     """
@@ -109,7 +111,7 @@ def _check_frames(node: TrainingSetData, port: str, species: list[str], model_ty
 
 def _check_restart_file(node: orm.SinglefileData, port: str, expected: int | None, what: str) -> str | None:
     try:
-        count = read_nep_restart(node.get_content())['n_parameters']
+        count = read_nep_restart(io.StringIO(node.get_content()))['n_parameters']
     except (FormatError, UnicodeDecodeError) as error:
         return f'{port}: {error}'
     if expected is not None and count != expected:
@@ -145,8 +147,9 @@ def _validate_inputs(inputs, _):
     if ('foundation' in inputs) != ('foundation_restart' in inputs):
         return 'foundation_restart: fine-tuning needs both foundation and foundation_restart'
     if 'foundation' in inputs and 'restart' in inputs:
-        return ('restart: with fine_tune, nep starts from the foundation\'s restart and ignores nep.restart; to resume a '
-                'fine-tuned run give restart without foundation, with the fine-tuned potential\'s architecture')
+        return ('restart: with fine_tune, nep starts from the foundation\'s restart and ignores nep.restart; to '
+                'resume a fine-tuned run give restart without foundation, with the fine-tuned potential\'s '
+                'architecture')
     try:
         _, settings = build_nep_in(inputs)
     except ValueError as error:

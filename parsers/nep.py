@@ -21,6 +21,9 @@ from aiida_mlcampaign.formats.nep import PARITY_RMSE_UNITS, parity_rmse, read_lo
 __all__ = ('NepTrainParser',)
 
 _PARITY_KINDS = ('energy', 'force', 'virial', 'stress', 'dipole', 'polarizability')
+#: Units of the parity arrays as nep writes them (doc §4.4); stress has the sign of pressure (compression > 0).
+_PARITY_UNITS = {'energy': 'eV/atom', 'force': 'eV/Å', 'virial': 'eV/atom', 'stress': 'GPa, positive = compressed',
+                 'dipole': 'per atom, units of the targets', 'polarizability': 'per atom, units of the targets'}
 
 
 class NepTrainParser(Parser):
@@ -89,6 +92,9 @@ class NepTrainParser(Parser):
             array = orm.ArrayData()
             for name, values in parity.items():
                 array.set_array(name, values)
+            array.base.attributes.set('units', {kind: unit for kind, unit in _PARITY_UNITS.items()
+                                                if f'{kind}_train_prediction' in parity
+                                                or f'{kind}_test_prediction' in parity})
             self.out('parity', array)
         if errors or final_loss is not None:
             self.out('errors', orm.Dict({**errors, 'final_loss': final_loss}))
@@ -172,7 +178,7 @@ class NepTrainParser(Parser):
                 arrays[f'{kind}_{split}_target'] = parity['target']
                 rmse, used = parity_rmse(parity)
                 unit = PARITY_RMSE_UNITS[kind][0]
-                errors[f'rmse_{kind}_{split}_{unit}'] = rmse
+                errors[f'rmse_{kind}_{split}_{unit}'] = None if rmse is None else _json_number(rmse)
                 errors[f'rows_with_target_{kind}_{split}'] = used
         arrays['_order'] = order
         return arrays, errors, exit_code

@@ -20,7 +20,6 @@ from aiida_mlcampaign.formats.nep import nep_in, read_nep_in, read_nep_restart
 
 FIXTURES = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd'
 MASTER = FIXTURES / 'nep' / 'pbte_train_master'
-LEGACY = FIXTURES / 'nep' / 'pbte_train_legacy_v3.9.5'
 TRAIN_XYZ = FIXTURES / 'pbte_train_master' / 'train.xyz'
 STANDIN = pathlib.Path(__file__).parent.parent / 'standins' / 'nep_replay.py'
 

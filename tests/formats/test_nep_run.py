@@ -106,8 +106,10 @@ def test_read_nep_stdout():
         'Time used for initialization = 1.500000 s.', 'Started training.',
         'Step    Total-Loss L1Reg-Loss L2Reg-Loss RMSE-E-Train RMSE-F-Train RMSE-V-Train RMSE-E-Test  RMSE-F-Test  '
         'RMSE-V-Test',
-        '100     0.15328    0.02081    0.02458    0.00189      0.10600      0.00000      0.00000      0.00000      0.00000',
-        '200     0.14515    0.02171    0.02614    0.00123      0.09607      0.00000      0.00000      0.00000      0.00000',
+        '100     0.15328    0.02081    0.02458    0.00189      0.10600      0.00000      0.00000      0.00000      '
+        '0.00000',
+        '200     0.14515    0.02171    0.02614    0.00123      0.09607      0.00000      0.00000      0.00000      '
+        '0.00000',
         'Time used for training = 12.250000 s.', 'Finished running nep.', ''])
     log = read_nep_stdout(text)
     assert log['version'] == '4.3' and log['num_devices'] == 2 and log['num_batches'] == 3

@@ -32,7 +32,8 @@ EXIT = NepTrainCalculation.exit_codes
 def stdout(version='5.6', mode='training', finished=True, rows=()):
     """A stdout in the layout of GPUMD's nep (hand-written; the recorded examples keep none)."""
     lines = ['', '*' * 63, '*                 Welcome to use GPUMD                        *',
-             f'*                     version {version:<32}*', '*              This is the nep executable                     *',
+             f'*                     version {version:<32}*',
+             '*              This is the nep executable                     *',
              '*' * 63, '', 'Started running nep.', 'Number of devices = 1', 'Number of batches = 1',
              'Time used for initialization = 0.512000 s.', f'Started {mode}.']
     if mode == 'training':
@@ -91,6 +92,7 @@ def test_training_master(generate_calc_job_node, pbte):
     np.testing.assert_allclose(parity.get_array('force_train_prediction')[0], [0.075966, 0.237666, -0.20433])  # eV/Å
     np.testing.assert_allclose(parity.get_array('stress_train_prediction')[0, :3], [4.71474, 4.46308, 4.81377])  # GPa
     assert np.isnan(parity.get_array('virial_train_target')).all()  # -1e6: train.xyz has no virial
+    assert parity.base.attributes.get('units')['stress'] == 'GPa, positive = compressed'
 
     errors = results['errors'].get_dict()
     energy_rmse = 1000 * np.sqrt(np.mean((np.array([-3.74744, -3.77876]) - [-3.74876, -3.77905]) ** 2))
@@ -198,8 +200,8 @@ def test_failures(generate_calc_job_node, pbte):
     assert results['restart'].get_content() == restart  # resumable from the node
     assert results['output_parameters']['generations_done'] == 5000
 
-    loss = head(folder / 'loss.out', 10) + '1100    nan        0.02000    0.03000    nan          nan          0.00000' \
-                                           '      0.00000      0.00000      0.00000\n'
+    loss = head(folder / 'loss.out', 10) + ('1100    nan        0.02000    0.03000    nan          nan          '
+                                            '0.00000      0.00000      0.00000      0.00000\n')
     results, status, message = parse(generate_calc_job_node, inputs, {
         'nep.out': stdout(), 'loss.out': loss, 'nep.txt': folder / 'nep.txt'})
     assert status == EXIT.ERROR_NAN_LOSS.status and 'generation 1100' in message

@@ -1114,13 +1114,14 @@ def match_train_order(energy_targets, energies_per_atom, batch_size: int, predic
             return order, 'matched'
         raise FormatError('energy_train.out: rows are not in train.xyz order nor in GPUMD\'s batch order, and frames '
                           'with equal energies per atom make a match by value ambiguous')
-    bad = int(np.argmin(_close(targets, energies[candidates[0][0]])))
+    expected = candidates[0][0]
+    bad = int(np.argmin(_close(targets, energies[expected])))
     raise FormatError(f'energy_train.out: the reference energies do not belong to the training set (row {bad + 1}: '
-                      f'{targets[bad]:g} eV/atom; frame {int(candidates[0][0][bad])} has {energies[candidates[0][0]][bad]:g})')
+                      f'{targets[bad]:g} eV/atom; frame {int(expected[bad])} has {energies[expected][bad]:g})')
 
 
 def restore_train_order(parity: dict, order, natoms) -> dict:
-    """A :func:`read_parity` result with rows put back in ``train.xyz`` order (``order`` from :func:`match_train_order`).
+    """A :func:`read_parity` result with rows back in ``train.xyz`` order (``order`` from :func:`match_train_order`).
 
     Per-structure files have one row per frame; per-atom files (forces, per-atom tensors) one block of
     ``natoms`` rows per frame, in the same frame order.
