@@ -56,6 +56,7 @@ __all__ = [
     'read_viscosity',
     'OUTPUT_FILES',
     'array_node_content',
+    'merge_thermo_segments',
     'unit_of',
 ]
 
@@ -1041,7 +1042,7 @@ _UNIT_SUFFIXES = (
     ('_eV', 'eV'), ('_ps', 'ps'), ('_fs', 'fs'), ('_K', 'K'), ('_A', 'Å'),
 )
 _COUNTS = {'block_starts', 'correlation_block_starts', 'frequency_block_starts', 'window_index', 'step', 'stage',
-           'step_in_stage'}
+           'step_in_stage', 'segment'}
 
 
 def unit_of(key: str) -> str:
@@ -1083,3 +1084,36 @@ def array_node_content(result: dict) -> tuple[dict[str, np.ndarray], dict]:
             attributes[key] = _plain(value)
     attributes['units'] = {key: unit_of(key) for key in arrays}
     return arrays, attributes
+
+
+_THERMO_ROW_ARRAYS = ('temperature_K', 'kinetic_energy_eV', 'potential_energy_eV', 'pressure_GPa',
+                      'shear_pressure_GPa', 'cell_A')
+
+
+def merge_thermo_segments(segments: list[dict]) -> dict:
+    """One thermo record from the segments of a restarted MD, in simulation order.
+
+    Each segment is ``{'arrays': <thermo arrays of one job, with 'step' and 'time_fs' from its own start>,
+    'step_offset': <steps before it>, 'time_offset_fs': <fs before it>, 'cutoff_step': <last step kept, or None>}``.
+    Rows after ``cutoff_step`` were redone by the next segment (which started from the restart written at that
+    step) and are dropped. Returns the row arrays of :func:`read_thermo` (``shear_pressure_GPa`` only when every
+    segment has it), ``step`` and ``time_fs`` counted from the start of the first segment, and ``segment`` (index
+    of the segment each row comes from). Per-job stage indices are not kept: they refer to each job's own run.in.
+    """
+    if not segments:
+        raise FormatError('segments: nothing to merge')
+    keys = [k for k in _THERMO_ROW_ARRAYS if all(k in s['arrays'] for s in segments)]
+    merged: dict[str, list] = {key: [] for key in (*keys, 'step', 'time_fs', 'segment')}
+    for index, segment in enumerate(segments):
+        arrays = segment['arrays']
+        step = np.asarray(arrays['step'], dtype=int)
+        keep = np.ones(len(step), dtype=bool)
+        if segment.get('cutoff_step') is not None:
+            keep = step <= int(segment['cutoff_step'])
+        for key in keys:
+            merged[key].append(np.asarray(arrays[key])[keep])
+        merged['step'].append(step[keep] + int(segment.get('step_offset', 0)))
+        merged['time_fs'].append(np.asarray(arrays['time_fs'], dtype=float)[keep]
+                                 + float(segment.get('time_offset_fs', 0.0)))
+        merged['segment'].append(np.full(int(keep.sum()), index, dtype=int))
+    return {key: np.concatenate(values) for key, values in merged.items()}
