@@ -11,9 +11,9 @@ Memory trade-off, stated honestly. The FFT algorithm needs the whole time series
 the positions of every frame must be kept somewhere: the MSD cannot be streamed the way an RDF
 can. :class:`MsdAccumulator` never holds the frames; it appends each frame's unwrapped displacement
 from the first frame as float32 (12 bytes per atom and frame) to an anonymous temporary file and,
-at the end, memory-maps it and transforms a block of atoms at a time. RAM then holds one block:
-about ``T * atoms_per_block * 3 * 16`` bytes of FFT work arrays (``block_bytes`` bounds it), plus one
-(N, 3) float64 running displacement; disk holds ``12 * T * N`` bytes (1e5 atoms x 1e4 frames = 12 GB,
+at the end, memory-maps it and transforms a block of atoms at a time. RAM then holds one block of
+atoms and its FFT work arrays (``block_bytes``, default 128 MB, bounds them), plus one (N, 3) float64
+running displacement; disk holds ``12 * T * N`` bytes (1e5 atoms x 1e4 frames = 12 GB,
 so put ``directory`` on scratch for such runs). Displacements from the first frame, not absolute
 unwrapped positions, are stored so float32 keeps ~1e-6 relative precision of the displacement itself.
 
@@ -143,11 +143,24 @@ class MsdAccumulator:
         self.num_frames += 1
 
     def _trajectory(self) -> np.ndarray:
+        """The stored displacements as a read-only (T, N, 3) float32 memory map."""
         self._file.flush()
         natoms = len(self.symbols)
         return np.memmap(self._file, dtype=np.float32, mode='r', shape=(self.num_frames, natoms, 3))
 
-    def result(self, time_step_ps: float, blocks: int = 5, block_bytes: int = 256 * 2**20) -> dict:
+    def _atoms(self, begin: int, end: int) -> np.ndarray:
+        """Displacements of atoms begin..end over all frames as float64 (T, end - begin, 3).
+
+        A fresh map per block, dropped at once: the file pages it touched leave the resident set
+        with it, so the whole file is never resident (a long-lived map would keep every page).
+        """
+        trajectory = self._trajectory()
+        try:
+            return np.array(trajectory[:, begin:end, :], dtype=float)
+        finally:
+            del trajectory
+
+    def result(self, time_step_ps: float, blocks: int = 5, block_bytes: int = 128 * 2**20) -> dict:
         """Per-species MSD (x, y, z) over all origins, for the whole run and for ``blocks`` equal blocks.
 
         Returns ``time_ps`` (T,) lags, ``msd_A2`` (T, S, 3), ``block_time_ps`` (Tb,) and
@@ -168,22 +181,21 @@ class MsdAccumulator:
         species = sorted(set(self.symbols), key=self.symbols.index)
         index = np.array([species.index(s) for s in self.symbols])
         counts = np.bincount(index, minlength=len(species))
-        trajectory = self._trajectory()
         natoms = len(self.symbols)
-        per_atom = max(1, int(block_bytes // (n_frames * 3 * 48)))
+        # msd_fft holds ~12 float64 arrays the size of its input at its peak (padding to 2T included).
+        per_atom = max(1, int(block_bytes // (n_frames * 3 * 8 * 12)))
         msd_sum = np.zeros((n_frames, len(species), 3))
         block_length = n_frames // blocks if blocks else 0
         block_sum = np.zeros((blocks, block_length, len(species), 3))
         for begin in range(0, natoms, per_atom):
             end = min(begin + per_atom, natoms)
-            x = np.asarray(trajectory[:, begin:end, :], dtype=float)
+            x = self._atoms(begin, end)
             one_hot = np.zeros((end - begin, len(species)))
             one_hot[np.arange(end - begin), index[begin:end]] = 1.0
             msd_sum += np.einsum('tac,as->tsc', msd_fft(x), one_hot)
             for b in range(blocks):
                 part = x[b * block_length:(b + 1) * block_length]
                 block_sum[b] += np.einsum('tac,as->tsc', msd_fft(part), one_hot)
-        del trajectory
         return {
             'time_ps': np.arange(n_frames) * time_step_ps,
             'msd_A2': msd_sum / counts[None, :, None],

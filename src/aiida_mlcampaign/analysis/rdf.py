@@ -52,8 +52,9 @@ __all__ = [
     'rdf_overlap',
 ]
 
-# Candidate pairs handled at once; bounds the temporary arrays to ~ 0.5 GB at worst.
-_CHUNK_PAIRS = 4_000_000
+# Candidate pairs handled at once: ~6 arrays of this length (~50 MB) live at a time; 4x larger
+# chunks were not faster on 1e5 atoms (cache), only bigger.
+_CHUNK_PAIRS = 1_000_000
 
 
 def cell_widths(cell) -> np.ndarray:
