@@ -144,6 +144,34 @@ def test_rdf_of_an_ase_readable_file(aiida_profile, tmp_path):
     assert itself['total'] == pytest.approx(1.0)
 
 
+def test_msd_of_an_extended_xyz_dump_with_stride(aiida_profile, tmp_path):
+    """A wrapped random walk written as extended XYZ (GPUMD dump.xyz layout) gives the direct-sum MSD."""
+    import ase.io
+    from ase import Atoms
+
+    from aiida_mlcampaign.analysis.msd import msd_direct
+
+    rng = np.random.default_rng(2)
+    cell = np.array([[9.0, 0.0, 0.0], [2.0, 8.0, 0.0], [0.5, 1.0, 10.0]])
+    walk = rng.random((1, 6, 3)) @ cell + np.cumsum(rng.normal(0, 0.3, (24, 6, 3)), axis=0)
+    images = []
+    for positions in walk:
+        atoms = Atoms('Li4O2', positions=positions, cell=cell, pbc=True)
+        atoms.wrap()
+        images.append(atoms)
+    ase.io.write(tmp_path / 'dump.xyz', images, format='extxyz')
+    outputs = compute_msd(trajectory=singlefile(tmp_path / 'dump.xyz'), time_step_fs=5.0, stride=2, skip=2, blocks=0)
+    msd = outputs['msd']
+    used = walk[2::2]
+    expected = msd_direct(used - used[0])
+    np.testing.assert_allclose(msd.get_array('msd_A2')[:, 0], expected[:, :4].mean(axis=1), atol=1e-4)
+    np.testing.assert_allclose(msd.get_array('time_ps')[1], 0.01)
+    assert msd.base.attributes.get('species') == ['Li', 'O']
+    fit = fit_diffusion(msd=msd)['diffusion'].get_dict()
+    assert fit['species']['Li']['error_method'] == 'least_squares_lower_bound'
+    assert 'all' in fit and 'conductivity' not in fit
+
+
 def test_fit_diffusion_from_gpumd_msd_out(aiida_profile):
     msd_out = singlefile(SI_LIQUID / 'msd.out')
     outputs = fit_diffusion(msd=msd_out, group_names=orm.List(['Si']), temperature_K=2500.0,
