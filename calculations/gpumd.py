@@ -229,6 +229,11 @@ def _validate_gpu_options(inputs):
             computer_requests = find_gpu_requests(code.computer.get_prepend_text())
         except FormatError as exception:
             return f'code: computer {code.computer.label} prepend_text: {exception}'
+    if options.get('environment_variables') and code is not None and getattr(code, 'computer', None) is not None:
+        if any(line.strip().startswith('#SBATCH') for line in code.computer.get_prepend_text().splitlines()):
+            return ('metadata.options.environment_variables: aiida-core writes these exports before the computer\'s '
+                    f'prepend_text, so SLURM would ignore the #SBATCH lines of computer {code.computer.label} '
+                    '(partition, GPUs); export them in the code\'s prepend_text instead (docs/gpu-clusters.md)')
     if 'gpus' in inputs:
         if custom:
             return (f'gpus: metadata.options.custom_scheduler_commands already requests GPUs ({custom[0]["line"]!r}); '

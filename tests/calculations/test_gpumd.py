@@ -169,3 +169,5 @@ def test_computer_wide_gpu_request_conflicts_with_gpus(common, aiida_computer_lo
     inputs = {**common, 'code': code, 'stages': orm.List([{'ensemble': 'nve', 'run': 10}])}
     assert GpumdCalculation.spec().inputs.validate(inputs) is None
     assert 'would override this request' in refusal({**inputs, 'gpus': orm.Int(2)})
+    exports = {'metadata': {'options': {'environment_variables': {'OMP_NUM_THREADS': '1'}}}}
+    assert 'SLURM would ignore the #SBATCH lines of computer gpu-prepend' in refusal({**inputs, **exports})

@@ -144,7 +144,7 @@ def main() -> int:
 
     print('***************************************************************')
     print('*                 Welcome to use GPUMD                        *')
-    print('*                    (version 5.6)                            *')
+    print('*                      Version 5.6                            *')
     print('*      (replay stand-in: recorded outputs, no dynamics)       *')
     print('***************************************************************')
     thermo_rows = None

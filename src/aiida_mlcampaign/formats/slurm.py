@@ -4,7 +4,7 @@ Pure functions (no AiiDA) shared by the GPU CalcJobs (``gpumd``, ``nep``). Two s
 ``#SBATCH --gpus-per-node=<n>`` (SLURM >= 19.05, "gpus" style) and ``#SBATCH --gres=gpu[:<type>]:<n>`` (generic
 resources, every SLURM; some sites only configure this one). SLURM reads ``#SBATCH`` lines only up to the first
 command of the script, and a later line for the same option wins over an earlier one; mixing the two spellings in
-one job is refused by some SLURM versions. See ``docs/gpu-clusters.md``.
+one job is handled differently by different SLURM versions, so only one is written. See ``docs/gpu-clusters.md``.
 """
 
 from __future__ import annotations
