@@ -10,6 +10,7 @@ straight into the repository, and is never read into memory (its frames are coun
 from __future__ import annotations
 
 import contextlib
+import io
 import pathlib
 import re
 
@@ -84,9 +85,8 @@ class GpumdParser(Parser):
         parameters: dict = {'gpumd_version': info['version'], 'finished': info['finished'],
                             'errors': info['errors'], 'time_step_fs': stage_time_steps(stages)}
 
-        thermo = self._thermo(names, stages, problems)
+        thermo, thermo_rows = self._thermo(names, stages, problems, info['finished'])
         self._other_outputs(names, stages, problems)
-        thermo_rows = None if thermo is None else len(thermo['temperature_K'])
         try:
             progress = run_progress(stages, len(info['runs']), thermo_rows)
         except FormatError as exception:
@@ -97,7 +97,12 @@ class GpumdParser(Parser):
         restart_file = self._locate(calculation._RESTART, names, temporary)
         parameters['restart'] = None
         if restart_file is not None and self._restart(restart_file, problems):
-            parameters['restart'] = restart_point(stages, progress['steps_done'])
+            current = progress['current_stage']
+            if thermo_rows is None and current is not None and stages[current].get('dump_thermo'):
+                # Without the rows, the dump restart.xyz holds cannot be told: never guess a continuation point.
+                problems.append('restart.xyz: the step it holds is unknown because thermo.out is unreadable')
+            else:
+                parameters['restart'] = restart_point(stages, progress['steps_done'])
         self._trajectories(dump_files(stages), names, temporary, problems)
         self.out('speed', orm.Dict(self._speed(info, stages)))
 
@@ -136,19 +141,34 @@ class GpumdParser(Parser):
             with self.retrieved.base.repository.open(where) as handle:
                 yield handle
 
-    def _thermo(self, names: set, stages: list[dict], problems: list[str]) -> dict | None:
+    def _thermo(self, names: set, stages: list[dict], problems: list[str], finished: bool):
+        """The thermo arrays (or None) and the number of rows (None when thermo.out exists but cannot be read).
+
+        GPUMD creates thermo.out when a block with dump_thermo starts and flushes every row, so a missing or empty
+        file means no row was due yet (0 rows). A job killed while writing may leave half a last row: for a job
+        that did not finish, the file is read again without its last line.
+        """
         if 'thermo.out' not in names:
-            return None
-        handle = None
-        try:
-            with self.retrieved.base.repository.open('thermo.out') as handle:
-                result = readers.read_thermo(handle)
-            result.update(thermo_schedule(stages, len(result['temperature_K'])))
-        except FormatError as exception:
-            problems.append(f'thermo.out: {_message(exception, handle, "thermo.out")}')
-            return None
-        self.out('thermo', _array_node(result))
-        return result
+            return None, 0
+        text = self.retrieved.base.repository.get_object_content('thermo.out')
+        data_lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith('#')]
+        if not data_lines:
+            return None, 0
+        attempts = [text] if finished else [text, '\n'.join(text.splitlines()[:-1]) + '\n']
+        error = None
+        for attempt in attempts:
+            try:
+                result = readers.read_thermo(io.StringIO(attempt))
+                result.update(thermo_schedule(stages, len(result['temperature_K'])))
+            except FormatError as exception:
+                error = error or exception
+                continue
+            if attempt is not text:
+                problems.append(f'thermo.out: last line incomplete, dropped ({error})')
+            self.out('thermo', _array_node(result))
+            return result, len(result['temperature_K'])
+        problems.append(f'thermo.out: {str(error).replace("<stream>: ", "")}')
+        return None, None
 
     def _other_outputs(self, names: set, stages: list[dict], problems: list[str]) -> None:
         dts = stage_time_steps(stages)

@@ -198,8 +198,9 @@ def test_correlation_outputs_spot_values(parsed):
 
 def test_si_liquid_rdf_viscosity_and_truncated_restart(parsed):
     results, calcfunction = parsed('si_liquid_npt_nve_msd_sdc_rdf_v5.6')
-    assert 'restart.xyz' in calcfunction.exit_message and 'file ends after 200 of 8000 atom lines' in calcfunction.exit_message
-    assert 'storage' not in calcfunction.exit_message and 'restart' not in results
+    message = calcfunction.exit_message
+    assert 'restart.xyz' in message and 'file ends after 200 of 8000 atom lines' in message
+    assert 'storage' not in message and 'restart' not in results
     rdf = results['rdf']
     assert rdf.base.attributes.get('pairs') == ['Si-Si'] and rdf.get_array('r_A')[-1] == 4.975
     viscosity = results['viscosity']
@@ -287,3 +288,17 @@ def test_thermo_with_rows_from_another_run_is_302(parse):
     short = [dict(STAGES[0], run=50)]
     _, calcfunction = parse(short, {'gpumd.out': stdout(1), 'thermo.out': THERMO})
     assert calcfunction.exit_status == 302 and 'output of another run appended' in calcfunction.exit_message
+
+
+def test_half_written_last_row_is_dropped_and_garbage_hides_the_restart_step(parse):
+    cut = partial_thermo(6)[:-150]  # killed while writing row 6
+    results, calcfunction = parse(STAGES, {'gpumd.out': stdout(0, finished=False), 'thermo.out': cut},
+                                  {'restart.xyz': restart_file()}, exit_status=120)
+    assert calcfunction.exit_status == 400 and results['thermo'].get_array('step')[-1] == 50
+    assert results['output_parameters']['restart']['step_in_stage'] == 40
+    garbage = partial_thermo(3).replace('e+02', 'e+0x')
+    results, _ = parse(STAGES, {'gpumd.out': stdout(0, finished=False), 'thermo.out': garbage},
+                       {'restart.xyz': restart_file()})
+    parameters = results['output_parameters'].get_dict()
+    assert parameters['restart'] is None and 'restart' in results  # kept, but no continuation point is guessed
+    assert any('step it holds is unknown' in p for p in parameters['problems'])

@@ -36,10 +36,12 @@ def test_input_errors_and_a_clean_run(tmp_path):
     assert bad.returncode == 1
     assert read_gpumd_stdout(bad.stderr)['errors'][0]['kind'] == 'Input Error'
     (tmp_path / 'b').mkdir()
-    alien = run_standin(tmp_path / 'b', 'potential nep.txt\nensemble nve\nrun 10\n', bulk('Al', 'fcc', a=4.05, cubic=True))
+    aluminium = bulk('Al', 'fcc', a=4.05, cubic=True)
+    alien = run_standin(tmp_path / 'b', 'potential nep.txt\nensemble nve\nrun 10\n', aluminium)
     assert alien.returncode == 1 and "species ['Al'] are not in the potential" in alien.stderr
     (tmp_path / 'c').mkdir()
-    good = run_standin(tmp_path / 'c', 'potential nep.txt\nensemble nve\ndump_thermo 10\ndump_restart 50\nrun 100\n', pbte)
+    protocol = 'potential nep.txt\nensemble nve\ndump_thermo 10\ndump_restart 50\nrun 100\n'
+    good = run_standin(tmp_path / 'c', protocol, pbte)
     assert good.returncode == 0, good.stderr
     parsed = read_gpumd_stdout(good.stdout)
     assert parsed['finished'] and parsed['version'] == '5.6' and len(parsed['runs']) == 1
