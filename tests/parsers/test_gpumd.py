@@ -302,3 +302,18 @@ def test_half_written_last_row_is_dropped_and_garbage_hides_the_restart_step(par
     parameters = results['output_parameters'].get_dict()
     assert parameters['restart'] is None and 'restart' in results  # kept, but no continuation point is guessed
     assert any('step it holds is unknown' in p for p in parameters['problems'])
+
+
+def test_several_dump_files_go_to_the_trajectories_namespace(parse):
+    dump = MD / 'pbte_static_dump_xyz_master' / 'dump.xyz'
+    stages = [{'ensemble': {'name': 'nve'}, 'dump_xyz': [{'interval': 1, 'file': 'all.xyz', 'force': True},
+                                                         {'interval': 1, 'file': 'group-1.xyz', 'group': [0, 1]}],
+               'run': 1}]
+    truncated = ''.join(dump.read_text().splitlines(keepends=True)[:100])
+    results, calcfunction = parse(stages, {'gpumd.out': stdout(1)}, {'all.xyz': dump, 'group-1.xyz': truncated},
+                                  groups=orm.Dict({'0': [0, 1] * 4}))
+    assert set(results['trajectories']) == {'all_xyz', 'group_1_xyz'} and 'trajectory' not in results
+    assert results['trajectories']['all_xyz'].base.attributes.get('num_frames') == 1
+    cut = results['trajectories']['group_1_xyz']
+    assert cut.base.attributes.get('num_frames') == 0 and 'truncated' in cut.base.attributes.get('truncated')
+    assert calcfunction.exit_status == 302 and 'group-1.xyz: 0 complete frames' in calcfunction.exit_message
