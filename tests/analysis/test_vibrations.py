@@ -199,3 +199,23 @@ def test_vdos_figure_is_a_png():
     png = vib.plot_vdos(vacf['time_ps'], total / total[0], result['frequency_THz'], result['partial_dos_per_THz'],
                         vacf['species'], title='test')
     assert png.startswith(b'\x89PNG') and len(png) > 1000
+
+
+def test_ase_extxyz_momenta_are_velocities(tmp_path):
+    """An ASE-written extended XYZ stores momenta, not velocities: they are converted, not differenced."""
+    import ase.io
+    from ase import units
+
+    from aiida_mlcampaign.formats.gpumd import iter_dump_xyz
+
+    images = []
+    for frame in oscillator_frames({'Cu': 5.0}, {'Cu': 2}, n_frames=60):
+        atoms = Atoms(frame['species'], positions=frame['positions'], cell=frame['cell'], pbc=True)
+        atoms.set_velocities(frame['velocities'] / units.fs)
+        atoms.info['time'] = frame['time']
+        images.append(atoms)
+    ase.io.write(tmp_path / 'md.xyz', images, format='extxyz')
+    from_file = vib.vacf_from_frames(iter_dump_xyz(tmp_path / 'md.xyz'), max_lag=20)
+    direct = vib.vacf_from_frames(oscillator_frames({'Cu': 5.0}, {'Cu': 2}, n_frames=60), max_lag=20)
+    assert from_file['velocity_source'] == 'velocities' and from_file['timestep_fs'] == pytest.approx(2.0)
+    assert np.allclose(from_file['vacf'], direct['vacf'], rtol=1e-5)

@@ -135,7 +135,10 @@ def mtp_forces(mtp_path, species: t.Sequence[str], supercells: t.Sequence[dict])
 
 def _mesh(value, cell) -> list[int]:
     """Three mesh numbers, or a length (Å) turned into ``max(1, round(length * |b_i|))`` per axis."""
-    array = np.atleast_1d(np.asarray(value, dtype=float))
+    try:
+        array = np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f'mesh: three positive integers or one positive length (Å) expected, got {value!r}') from None
     if array.size == 3:
         if (array < 1).any() or not np.allclose(array, np.round(array)):
             raise ValueError(f'mesh: three positive integers expected, got {array.tolist()}')
@@ -147,13 +150,17 @@ def _mesh(value, cell) -> list[int]:
 
 
 def dos_from_forces(symbols, cell, scaled_positions, dataset: dict, forces, *, mesh=(12, 12, 12),
-                    frequency_pitch_THz: float = 0.05, reference_forces=None) -> dict:
+                    frequency_pitch_THz: float = 0.05, sigma_THz: float | None = None,
+                    reference_forces=None) -> dict:
     """Harmonic DOS of the unit cell from the forces of the displaced supercells.
 
     ``forces`` (n_displacements, n_supercell_atoms, 3) eV/Å in the order of ``dataset['first_atoms']``;
     ``reference_forces`` (n_supercell_atoms, 3), the forces of the undisplaced supercell, are
     subtracted when given (residual forces of a cell not exactly at equilibrium). ``mesh`` is three
-    numbers or a length in Å (phonopy's convention: mesh_i = length · |b_i|).
+    numbers or a length in Å (phonopy's convention: mesh_i = length · |b_i|). The DOS uses the
+    tetrahedron method unless ``sigma_THz`` asks for Gaussian smearing: tetrahedra cannot represent
+    a (nearly) flat band, whose delta-like peak is then lost between the sampled frequencies (seen
+    with small supercells), while smearing keeps ``∫ = 3 N`` at the price of a broadened DOS.
 
     Returns ``frequency_THz`` (n,), ``dos_per_THz`` (n,) per unit cell (``∫ = 3 N``),
     ``partial_dos_per_THz`` (S, n) per species, ``species`` (S), ``num_atoms`` (S,) per unit cell,
@@ -177,6 +184,8 @@ def dos_from_forces(symbols, cell, scaled_positions, dataset: dict, forces, *, m
         forces = forces - reference[None]
     if not frequency_pitch_THz > 0:
         raise ValueError(f'frequency_pitch_THz: must be positive, got {frequency_pitch_THz}')
+    if sigma_THz is not None and not sigma_THz > 0:
+        raise ValueError(f'sigma_THz: must be positive, got {sigma_THz}')
 
     phonon = _phonopy(symbols, cell, scaled_positions, dataset['supercell_matrix'], dataset.get('symprec', 1e-5))
     if len(phonon.supercell.symbols) != natom:
@@ -198,7 +207,9 @@ def dos_from_forces(symbols, cell, scaled_positions, dataset: dict, forces, *, m
     mesh_frequencies = np.asarray(phonon.mesh.frequencies, dtype=float)
     low, high = float(mesh_frequencies.min()), float(mesh_frequencies.max())
     pitch = float(frequency_pitch_THz)
-    phonon.run_projected_dos(freq_min=min(0.0, low) - 5 * pitch, freq_max=high + 5 * pitch, freq_pitch=pitch)
+    margin = 5 * max(pitch, sigma_THz or 0.0)
+    phonon.run_projected_dos(freq_min=min(0.0, low) - margin, freq_max=high + margin, freq_pitch=pitch,
+                             sigma=sigma_THz, use_tetrahedron_method=sigma_THz is None)
     frequency = np.asarray(phonon.projected_dos.frequency_points, dtype=float)
     per_atom = np.asarray(phonon.projected_dos.projected_dos, dtype=float)  # (N_unit, n)
 
@@ -276,7 +287,7 @@ def plot_phonon_dos(result: dict, title: str = '') -> bytes:
             axes.plot(frequency, partial, label=name)
     axes.axvline(0.0, color='0.6', lw=0.6)
     axes.set_xlabel('frequency ν (THz)')
-    axes.set_ylabel('phonon DOS g(ν) (1/THz per unit cell, ∫g dν = 3N)')
+    axes.set_ylabel('g(ν) (1/THz per unit cell; ∫g dν = 3N)')
     axes.set_ylim(bottom=0.0)
     axes.legend(fontsize='small')
     if title:

@@ -21,9 +21,9 @@ Why this shape:
   Å/fs; ASE momenta), otherwise by forward differences of positions, ``v(t + dt/2) = (r(t + dt) -
   r(t)) / dt`` with the displacement reduced to the minimum image, so wrapped positions are fine as
   long as no atom moves more than half a cell between frames. The difference quotient damps a mode
-  of frequency ``nu`` by ``sinc²(nu dt)`` (``sin(x)/x`` with ``x = pi nu dt``): 10 % at a quarter of the
-  Nyquist frequency, so sample AIMD positions at least every ~1/(8 nu_max). The result records
-  which source was used (``velocity_source``).
+  of frequency ``nu`` by ``sinc²(nu dt)`` (``sin(x)/x`` with ``x = pi nu dt``): 5 % at a quarter of
+  the Nyquist frequency and 19 % at half of it, so sample AIMD positions at least every
+  ~1/(8 nu_max). The result records which source was used (``velocity_source``).
 
 No AiiDA import: the calcfunctions in ``calculations/analysis_vibrations.py`` wrap these.
 """
@@ -83,12 +83,20 @@ def frame_data(frame) -> FrameData:
     if isinstance(frame, FrameData):
         return frame
     if isinstance(frame, dict):
+        masses = None if frame.get('masses') is None else np.asarray(frame['masses'], float)
+        velocities = None if frame.get('velocities') is None else np.asarray(frame['velocities'], float)
+        momenta = frame.get('arrays', {}).get('momenta')
+        if velocities is None and momenta is not None:  # an ASE-written extxyz: momenta in amu Å / ASE time
+            from ase import units
+            from ase.data import atomic_masses, atomic_numbers
+
+            weights = masses if masses is not None else np.array(
+                [atomic_masses[atomic_numbers[s]] for s in frame['species']])
+            velocities = np.asarray(momenta, float) / weights[:, None] * units.fs
         return FrameData(
             symbols=list(frame['species']), positions=np.asarray(frame['positions'], float),
             cell=np.asarray(frame['cell'], float), pbc=tuple(frame.get('pbc', (True, True, True))),
-            velocities=None if frame.get('velocities') is None else np.asarray(frame['velocities'], float),
-            masses=None if frame.get('masses') is None else np.asarray(frame['masses'], float),
-            time_fs=frame.get('time'),
+            velocities=velocities, masses=masses, time_fs=frame.get('time'),
         )
     if isinstance(frame, Frame):
         time = frame.info.get('time_fs', frame.info.get('time'))
