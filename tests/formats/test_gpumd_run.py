@@ -69,9 +69,9 @@ def test_fixture_run_in_round_trip(folder):
     check_fixture(MD / folder / 'run.in')
 
 
-@pytest.mark.skipif(not SHARED_ONLY, reason='shared GPUMD fixtures not available')
+@pytest.mark.skipif(not SHARED_ONLY, reason='every shared GPUMD md fixture with a run.in is copied into tests/fixtures')
 @pytest.mark.parametrize('folder', SHARED_ONLY or ['none'])
-def test_shared_unrecorded_run_in_round_trip(folder):
+def test_shared_uncopied_run_in_round_trip(folder):
     check_fixture(SHARED / folder / 'run.in')
 
 
