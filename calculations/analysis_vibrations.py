@@ -64,6 +64,7 @@ VDOS_DEFAULTS = {
     'skip_frames': 0,
     'num_atoms': 1,
     'species': None,
+    'block': 0,
 }
 
 PHONON_DEFAULTS = {'mesh': [12, 12, 12], 'frequency_pitch_THz': 0.02, 'sigma_THz': None}
@@ -87,6 +88,7 @@ def vdos_parameters_problem(parameters: dict) -> str | None:
     checks = {
         'timestep_fs': {}, 'frequency_max_THz': {}, 'max_lag': {'integer': True},
         'num_frequencies': {'integer': True}, 'skip_frames': {'integer': True, 'allow_zero': True},
+        'block': {'integer': True, 'allow_zero': True},
         'num_atoms': {'integer': True},
     }
     for key, options in checks.items():
@@ -252,7 +254,8 @@ def compute_vdos(trajectory: orm.Data, parameters: orm.Dict | None = None):
             carry no time), max_lag (correlation points, default 256), window ('hann' or 'none'),
             frequency_max_THz (default Nyquist), num_frequencies, velocity_source ('auto',
             'velocities', 'positions'), skip_frames (equilibration frames to drop), species (order),
-            num_atoms (atoms behind a GPUMD mvac, default 1 = per atom).
+            num_atoms (atoms behind a GPUMD mvac, default 1 = per atom), block (which appended
+            group/run of a GPUMD mvac, default 0).
 
     Returns:
         dos (ArrayData: frequency_THz, dos_per_THz, partial_dos_per_THz, time_ps, vacf,
@@ -275,8 +278,8 @@ def compute_vdos(trajectory: orm.Data, parameters: orm.Dict | None = None):
         if kind == 'mvac':
             with trajectory.open(mode='r') as handle:
                 table = read_mvac(handle)
-            rows = _first_block(table)
-            result = _vdos_from_mvac(table['time_ps'][:rows], table['mvac'][:rows], settings, given.get('max_lag'))
+            rows = _block_rows(table['block_starts'], len(table['time_ps']), settings['block'])
+            result = _vdos_from_mvac(table['time_ps'][rows], table['mvac'][rows], settings, given.get('max_lag'))
         elif kind == 'xyz':
             with trajectory.open(mode='r') as handle:
                 result = _vdos_from_frames(iter_dump_xyz(handle), settings)
@@ -287,8 +290,10 @@ def compute_vdos(trajectory: orm.Data, parameters: orm.Dict | None = None):
                 result = _vdos_from_frames(ase.io.iread(str(path), index=':'), settings)
         result['attributes']['trajectory_type'] = f'SinglefileData ({kind})'
     elif isinstance(trajectory, orm.ArrayData):
-        result = _vdos_from_mvac(trajectory.get_array('time_ps'), trajectory.get_array('mvac'), settings,
-                                 given.get('max_lag'))
+        time_ps = trajectory.get_array('time_ps')
+        starts = trajectory.get_array('block_starts') if 'block_starts' in trajectory.get_arraynames() else [0]
+        rows = _block_rows(starts, len(time_ps), settings['block'])
+        result = _vdos_from_mvac(time_ps[rows], trajectory.get_array('mvac')[rows], settings, given.get('max_lag'))
         result['attributes']['trajectory_type'] = 'ArrayData (mvac)'
     else:
         raise ValueError(_validate_trajectory(trajectory, None))
@@ -316,10 +321,12 @@ def compute_vdos(trajectory: orm.Data, parameters: orm.Dict | None = None):
     return {'dos': node, 'figure': figure_node(png, 'vdos.png')}
 
 
-def _first_block(table: dict) -> int:
-    """Rows of the first group/run of an mvac table (appended blocks are separate spectra)."""
-    starts = list(table['block_starts'])
-    return starts[1] if len(starts) > 1 else len(table['time_ps'])
+def _block_rows(block_starts, length: int, block: int) -> slice:
+    """Rows of one group/run of a GPUMD table: appended blocks are separate spectra, never one."""
+    edges = [int(x) for x in block_starts] + [length]
+    if not 0 <= block < len(edges) - 1:
+        raise ValueError(f'parameters.block: {block} out of range, the table has {len(edges) - 1} block(s)')
+    return slice(edges[block], edges[block + 1])
 
 
 _attach(compute_vdos, trajectory=_validate_trajectory, parameters=_validate_vdos_parameters)
@@ -500,8 +507,11 @@ def _curve(label: str, node: orm.ArrayData) -> tuple[np.ndarray, np.ndarray]:
     if 'frequency_THz' in names and 'dos_per_THz' in names:
         return node.get_array('frequency_THz'), node.get_array('dos_per_THz')
     if 'omega_THz' in names and 'dos_per_THz' in names:  # GPUMD dos.out: angular THz, three columns
-        dos = node.get_array('dos_per_THz')
-        return node.get_array('omega_THz') / (2 * np.pi), dos.sum(axis=1) if dos.ndim == 2 else dos
+        omega, dos = node.get_array('omega_THz'), node.get_array('dos_per_THz')
+        if 'block_starts' in names:  # appended groups/runs: the first one
+            rows = _block_rows(node.get_array('block_starts'), len(omega), 0)
+            omega, dos = omega[rows], dos[rows]
+        return omega / (2 * np.pi), dos.sum(axis=1) if dos.ndim == 2 else dos
     raise ValueError(f'dos.{label}: needs arrays frequency_THz and dos_per_THz (or GPUMD omega_THz), has {names}')
 
 

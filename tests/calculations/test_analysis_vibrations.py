@@ -76,14 +76,18 @@ def test_vdos_from_gpumd_mvac_file_and_array(aiida_profile):
     assert incoming_labels(node) == {'trajectory', 'parameters'}
     assert {link.link_label for link in node.base.links.get_outgoing().all()} == {'dos', 'figure'}
 
+    # As the gpumd parser stores it (arrays of read_mvac), from a file holding two appended runs.
     from aiida_mlcampaign.formats.gpumd import read_mvac
 
-    table = read_mvac(GPUMD / 'graphene_dos_vac_v4.0' / 'mvac.out')
+    text = (GPUMD / 'graphene_dos_vac_v4.0' / 'mvac.out').read_text()
+    table = read_mvac(io.StringIO(text + text))
     array = orm.ArrayData()
-    array.set_array('time_ps', table['time_ps'])
-    array.set_array('mvac', table['mvac'])
-    again = compute_vdos(array, orm.Dict({'num_atoms': 8640}))['dos']
+    for name in ('time_ps', 'mvac', 'block_starts'):
+        array.set_array(name, table[name])
+    again = compute_vdos(array, orm.Dict({'num_atoms': 8640, 'block': 1}))['dos']
     assert np.allclose(again.get_array('dos_per_THz'), dos.get_array('dos_per_THz'))
+    with pytest.raises(ValueError, match=r'parameters.block: 2 out of range, the table has 2 block\(s\)'):
+        compute_vdos(array, orm.Dict({'block': 2}))
 
 
 def test_vdos_from_gpumd_dump_with_velocities(aiida_profile, tmp_path):
