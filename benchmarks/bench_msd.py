@@ -168,7 +168,8 @@ def main():
     if args.write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         text = RESULTS.read_text() if RESULTS.exists() else '# Analysis benchmarks\n'
-        block = f'{SECTION_START}\n## MSD: FFT vs direct sum, streaming memory (`benchmarks/bench_msd.py`)\n\n{table}\n{SECTION_END}'
+        title = '## MSD: FFT vs direct sum, streaming memory (`benchmarks/bench_msd.py`)'
+        block = f'{SECTION_START}\n{title}\n\n{table}\n{SECTION_END}'
         if SECTION_START in text and SECTION_END in text:
             head, rest = text.split(SECTION_START, 1)
             _, tail = rest.split(SECTION_END, 1)

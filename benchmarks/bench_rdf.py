@@ -203,7 +203,8 @@ def main():
                 rows.append((n, method, record))
 
     lines = [
-        f'| atoms | method | frames | time per frame (s) | x ours | peak RSS growth (MB) | tracemalloc peak (MB) | max abs Δg vs ours |',
+        '| atoms | method | frames | time per frame (s) | x ours | peak RSS growth (MB) | tracemalloc peak (MB) '
+        '| max abs Δg vs ours |',
         '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ]
     ours_time = {n: r['per_frame_s'] for n, m, r in rows if m == 'ours'}
@@ -224,7 +225,8 @@ def main():
     header = (
         f'RDF of rattled fcc Cu (σ = 0.15 Å), r_max = {args.r_max} Å, {args.bins} bins, one species; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, '
-        f'{versions}; load average {load:.1f} at the start (other jobs shared the cores).\nCommand: `python benchmarks/bench_rdf.py ' + ' '.join(sys.argv[1:]) + '`'
+        f'{versions}; load average {load:.1f} at the start (other jobs shared the cores).\n'
+        'Command: `python benchmarks/bench_rdf.py ' + ' '.join(sys.argv[1:]) + '`'
     )
     table = header + '\n\n' + '\n'.join(lines)
     print(table)

@@ -26,7 +26,8 @@ def test_fft_equals_direct_sum(length):
 def random_walk(steps, natoms, sigma, seed, cell=TRICLINIC):
     rng = np.random.default_rng(seed)
     start = rng.random((natoms, 3)) @ cell
-    displacement = np.concatenate([np.zeros((1, natoms, 3)), np.cumsum(rng.normal(0, sigma, (steps - 1, natoms, 3)), axis=0)])
+    steps_taken = np.cumsum(rng.normal(0, sigma, (steps - 1, natoms, 3)), axis=0)
+    displacement = np.concatenate([np.zeros((1, natoms, 3)), steps_taken])
     return start + displacement
 
 

@@ -192,7 +192,7 @@ def synthetic_msd(d_A2_per_ps: float, seed: int) -> orm.ArrayData:
     time = np.arange(200) * 0.01
     block_time = time[:50]
     msd = (6 * d_A2_per_ps * time / 3)[:, None, None] * np.ones((1, 1, 3))
-    blocks = np.array([(6 * d_A2_per_ps * (1 + rng.normal(0, 0.01)) * block_time / 3)[:, None, None] * np.ones((1, 1, 3))
+    blocks = np.array([(2 * d_A2_per_ps * (1 + rng.normal(0, 0.01)) * block_time)[:, None, None] * np.ones((1, 1, 3))
                        for _ in range(4)])
     node = orm.ArrayData()
     node.set_array('time_ps', time)

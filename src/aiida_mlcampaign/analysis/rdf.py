@@ -297,10 +297,11 @@ def _grow(array: np.ndarray, shape: tuple) -> np.ndarray:
 def first_shell(edges, g, cn_ab=None, cn_ba=None, rise: float = 0.05) -> dict:
     """First peak of g(r) and the first minimum after it; coordination up to that minimum.
 
-    The first peak is the first local maximum reaching half the highest one. The curve is smoothed with a 3-bin running mean for the search only. Walking out from the
-    peak, the minimum is the lowest point met before the curve rises again by more than ``rise``
-    times the peak height (so noise on a falling flank or in a nearly empty gap of a hot crystal is
-    not taken for the minimum); in a gap of zeros it is the first empty bin. ``found_minimum`` is
+    The first peak is the first local maximum reaching half the highest one. The curve is
+    smoothed with a 3-bin running mean for the search only. Walking out from the peak, the minimum
+    is the lowest point met before the curve rises again by more than ``rise`` times the peak
+    height (so noise on a falling flank or in a nearly empty gap of a hot crystal is not taken for
+    the minimum); in a gap of zeros it is the first empty bin. ``found_minimum`` is
     False when the curve never rose again before ``r_max`` (the minimum is then the lowest point
     after the peak). Coordination numbers are read at the minimum bin's upper edge. Returns ``{}``
     when g(r) has no positive value.
