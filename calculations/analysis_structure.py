@@ -6,11 +6,12 @@ Entry points (group ``aiida.calculations``):
   trajectory (``TrainingSetData``, a GPUMD ``dump.xyz`` or any ASE-readable file as
   ``SinglefileData``), streamed frame by frame;
 * ``mlcampaign.analysis.rdf_compare`` -> :func:`compare_rdfs`: overlap score of two RDFs (outputs of
-  :func:`compute_rdf` or GPUMD ``rdf.out`` files);
+  :func:`compute_rdf`, GPUMD ``rdf.out`` files or the gpumd parser's ``rdf`` ArrayData);
 * ``mlcampaign.analysis.msd`` -> :func:`compute_msd`: per-species MSD over all time origins (FFT),
   plus block MSDs for the error bar;
 * ``mlcampaign.analysis.diffusion`` -> :func:`fit_diffusion`: D per species (± block error) from a
-  :func:`compute_msd` output or a GPUMD ``msd.out``, optionally the Nernst–Einstein conductivity;
+  :func:`compute_msd` output, a GPUMD ``msd.out`` or the gpumd parser's ``msd`` ArrayData, optionally
+  the Nernst–Einstein conductivity;
 * ``mlcampaign.analysis.arrhenius`` -> :func:`fit_arrhenius`: Ea ± error from several
   :func:`fit_diffusion` results (or plain lists of temperatures and values).
 
@@ -220,6 +221,13 @@ def _rdf_curves(node) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         for k, pair in enumerate(data['pairs']):
             curves[pair] = (r, data['g_partial'][start:, k])
         return curves
+    if 'block_starts' in node.get_arraynames():  # the gpumd parser's rdf output: rdf.out's rows, one block per run
+        start = int(node.get_array('block_starts')[-1])
+        r = node.get_array('r_A')[start:]
+        curves = {'total': (r, node.get_array('g_total')[start:])}
+        for k, pair in enumerate(node.base.attributes.get('pairs', [])):
+            curves[pair] = (r, node.get_array('g_partial')[start:, k])
+        return curves
     r = node.get_array('r_A')
     curves = {'total': (r, node.get_array('g_total'))}
     for k, pair in enumerate(node.base.attributes.get('pairs')):
@@ -234,7 +242,7 @@ def _check_rdf_node(name):
         if isinstance(node, orm.SinglefileData):
             return None
         if not isinstance(node, orm.ArrayData) or not {'r_A', 'g_total', 'g_partial'} <= set(node.get_arraynames()):
-            return f'{name}: expected a compute_rdf output (ArrayData with r_A, g_total, g_partial) or rdf.out'
+            return f'{name}: expected a compute_rdf or gpumd parser output (ArrayData with r_A, g_total, g_partial) or rdf.out'
         return None
     return validator
 
@@ -248,7 +256,8 @@ def compare_rdfs(rdf_a: orm.ArrayData | orm.SinglefileData, rdf_b: orm.ArrayData
     species whatever the order ('Cl-Na' = 'Na-Cl'); curves on different r grids are compared on
     the common range with linear interpolation.
 
-    :param rdf_a: a compute_rdf output (ArrayData) or a GPUMD rdf.out (SinglefileData, last run used).
+    :param rdf_a: a compute_rdf output (ArrayData), a GPUMD rdf.out (SinglefileData) or the gpumd parser's
+        rdf ArrayData (for GPUMD files the last run is used).
     :param rdf_b: the second RDF, same kinds as rdf_a.
     :param label_a: legend label of rdf_a in the figure.
     :param label_b: legend label of rdf_b in the figure.
@@ -366,9 +375,17 @@ _set_validators(compute_msd, {
 
 def _msd_from_node(msd, group_names, gpumd_block) -> dict:
     """Per-species MSD, counts, volume and blocks from a compute_msd output or a GPUMD msd.out."""
-    if isinstance(msd, orm.SinglefileData):
-        with msd.open(mode='r') as handle:
-            data = read_msd(handle)
+    gpumd_layout = isinstance(msd, orm.SinglefileData) or 'block_starts' in msd.get_arraynames()
+    if gpumd_layout:
+        if isinstance(msd, orm.SinglefileData):
+            with msd.open(mode='r') as handle:
+                data = read_msd(handle)
+            source = 'gpumd msd.out'
+        else:  # the gpumd parser's msd output: read_msd's arrays and attributes
+            data = {name: msd.get_array(name) for name in ('time_ps', 'msd_A2', 'block_starts')}
+            data['num_groups'] = msd.base.attributes.get('num_groups', data['msd_A2'].shape[1])
+            data['headers'] = msd.base.attributes.get('headers', [])
+            source = f'gpumd parser ArrayData (pk {msd.pk})'
         starts = list(data['block_starts']) + [len(data['time_ps'])]
         lengths = {starts[i + 1] - starts[i] for i in range(len(starts) - 1)}
         groups = int(data['num_groups'])
@@ -376,10 +393,11 @@ def _msd_from_node(msd, group_names, gpumd_block) -> dict:
         if len(names) != groups:
             raise ValueError(f'group_names: {len(names)} names for {groups} groups in msd.out')
         header = data['headers'][-1] if data['headers'] else {}
+        cell = header.get('cell_A')
         info = {
             'species': names, 'counts': header.get('num_atoms_per_group'),
-            'volume_A3': (abs(float(np.linalg.det(header['cell_A']))) if 'cell_A' in header else None),
-            'source': 'gpumd msd.out',
+            'volume_A3': None if cell is None else abs(float(np.linalg.det(np.asarray(cell, dtype=float)))),
+            'source': source,
         }
         if gpumd_block is not None:
             if not 0 <= gpumd_block < len(starts) - 1:
@@ -445,7 +463,8 @@ def fit_diffusion(msd: orm.ArrayData | orm.SinglefileData, fit_start_ps: orm.Flo
     block length when blocks exist); error = standard error over blocks (compute_msd blocks, or
     equal-length appended runs of an msd.out), else the least-squares error (a lower bound).
 
-    :param msd: a compute_msd output (ArrayData) or a GPUMD msd.out (SinglefileData; groups are the species).
+    :param msd: a compute_msd output (ArrayData), a GPUMD msd.out (SinglefileData) or the gpumd parser's msd
+        ArrayData (for GPUMD data the groups are the species: group_0, ... unless group_names).
     :param fit_start_ps: start of the fit window in ps (default 0.25 x the longest lag).
     :param fit_end_ps: end of the fit window in ps (default 0.75 x the longest lag).
     :param temperature_K: temperature in K, recorded for Arrhenius fits and needed for the conductivity
@@ -526,7 +545,7 @@ def _check_msd_node(node, _):
     if node is None or isinstance(node, orm.SinglefileData):
         return None
     if not isinstance(node, orm.ArrayData) or not {'time_ps', 'msd_A2'} <= set(node.get_arraynames()):
-        return 'msd: expected a compute_msd output (ArrayData with time_ps, msd_A2) or a GPUMD msd.out'
+        return 'msd: expected a compute_msd or gpumd parser output (ArrayData with time_ps, msd_A2) or a GPUMD msd.out'
     return None
 
 
@@ -546,6 +565,8 @@ def _validate_diffusion_inputs(inputs, _):
         names = inputs.get('group_names')
         if names is not None:
             species = names.get_list()
+        elif isinstance(msd, orm.ArrayData) and 'block_starts' in msd.get_arraynames():
+            species = [f'group_{g}' for g in range(int(msd.get_array('msd_A2').shape[1]))]
         elif isinstance(msd, orm.ArrayData):
             species = list(msd.base.attributes.get('species', []))
         else:  # an msd.out: its groups are named group_0, group_1, ...

@@ -17,6 +17,7 @@ from aiida_mlcampaign.calculations.analysis_structure import (
     fit_diffusion,
 )
 from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.formats.gpumd import array_node_content, read_msd, read_rdf
 
 MD = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'md'
 SI_LIQUID = MD / 'si_liquid_npt_nve_msd_sdc_rdf_v5.6'
@@ -184,6 +185,26 @@ def test_fit_diffusion_from_gpumd_msd_out(aiida_profile):
     assert si['error_method'] == 'least_squares_lower_bound'
     assert data['conductivity']['sigma_S_per_cm'] > 0  # a formal check only: Si is not an ion here
     assert_png(outputs['figure'])
+
+    # The gpumd parser's ArrayData (read_msd arrays + attributes) gives the same numbers.
+    parsed = parser_layout(read_msd(SI_LIQUID / 'msd.out'))
+    same = fit_diffusion(msd=parsed, temperature_K=2500.0)['diffusion'].get_dict()
+    assert same['species']['group_0']['D_A2_per_ps'] == pytest.approx(si['D_A2_per_ps'])
+    assert same['volume_A3'] == pytest.approx(data['volume_A3'])
+    scores = compare_rdfs(rdf_a=parser_layout(read_rdf(SI_LIQUID / 'rdf.out')),
+                          rdf_b=singlefile(SI_LIQUID / 'rdf.out'))['overlap'].get_dict()['overlap']
+    assert scores == {'total': pytest.approx(1.0), 'Si-Si': pytest.approx(1.0)}
+
+
+def parser_layout(result: dict) -> orm.ArrayData:
+    """An ArrayData as the gpumd parser stores a reader's result (``array_node_content``)."""
+    arrays, attributes = array_node_content(result)
+    node = orm.ArrayData()
+    for name, array in arrays.items():
+        node.set_array(name, array)
+    for key, value in attributes.items():
+        node.base.attributes.set(key, value)
+    return node.store()
 
 
 def synthetic_msd(d_A2_per_ps: float, seed: int) -> orm.ArrayData:
