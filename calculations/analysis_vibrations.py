@@ -154,7 +154,8 @@ def _validate_trajectory(value, _):
 
 def _validate_forces(value, _):
     if value is not None and 'forces' not in value.get_arraynames():
-        return f'forces: the ArrayData needs an array "forces" (n_displacements, n_atoms, 3), has {value.get_arraynames()}'
+        return (f'forces: the ArrayData needs an array "forces" (n_displacements, n_atoms, 3), '
+                f'has {value.get_arraynames()}')
 
 
 def _validate_dataset(value, _):
@@ -408,7 +409,8 @@ def potential_forces(potential: orm.SinglefileData, **supercells):
             forces = _phonons.mtp_forces(path, potential.species, cells)
             engine = 'motep'
         else:
-            raise ValueError(f'potential: expected NepPotentialData or MtpPotentialData, got {type(potential).__name__}')
+            raise ValueError(
+                f'potential: expected NepPotentialData or MtpPotentialData, got {type(potential).__name__}')
     arrays = {'forces': forces[:len(keys)]}
     if 'reference' in supercells:
         arrays['reference_forces'] = forces[-1]

@@ -221,9 +221,10 @@ class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
         trajectories = {}
         for key in self.ctx.supercells:
             node = self.ctx[f'pw_{key}']
-            if 'output_trajectory' not in node.outputs or 'forces' not in node.outputs.output_trajectory.get_arraynames():
+            trajectory = node.outputs.output_trajectory if 'output_trajectory' in node.outputs else None
+            if trajectory is None or 'forces' not in trajectory.get_arraynames():
                 return self.exit_codes.ERROR_MISSING_FORCES.format(key=key)
-            trajectories[key] = node.outputs.output_trajectory
+            trajectories[key] = trajectory
         self.ctx.forces = _analysis.collect_dft_forces(
             **trajectories, metadata={'call_link_label': 'collect_forces'})['forces']
 

@@ -132,7 +132,8 @@ def test_inconsistent_inputs_are_refused_before_anything_runs(copper, mtp, chang
 #: 0.6 Å^-1 is a 3x3x3 mesh for the 4-atom cubic supercell (that force within 4 % of the 4x4x4 one, half the time).
 #: The 4-atom supercell gives a nearly flat band (5.33 THz) whose delta-like peak the tetrahedron method loses
 #: (∫ = 2.88 instead of 3): Gaussian smearing keeps the weight.
-DFT_OVERRIDES = {'dft': {'kpoints_distance': 0.6, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 30.0, 'ecutrho': 240.0}}}},
+DFT_OVERRIDES = {'dft': {'kpoints_distance': 0.6,
+                         'pw': {'parameters': {'SYSTEM': {'ecutwfc': 30.0, 'ecutrho': 240.0}}}},
                  'parameters': {'mesh': [8, 8, 8], 'frequency_pitch_THz': 0.01, 'sigma_THz': 0.05}}
 CUBIC = [[-1, 1, 1], [1, -1, 1], [1, 1, -1]]  # fcc primitive -> 4-atom conventional cube
 

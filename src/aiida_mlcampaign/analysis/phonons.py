@@ -52,7 +52,8 @@ def supercell_matrix_3x3(value) -> np.ndarray:
         raise ValueError(f'supercell_matrix: entries must be integers, got {array.tolist()}')
     matrix = np.round(array).astype(int)
     if round(np.linalg.det(matrix)) < 1:
-        raise ValueError(f'supercell_matrix: determinant must be >= 1 (a right-handed supercell), got {matrix.tolist()}')
+        raise ValueError(
+            f'supercell_matrix: determinant must be >= 1 (a right-handed supercell), got {matrix.tolist()}')
     return matrix
 
 
