@@ -103,3 +103,31 @@ def split_training_set(training_set: TrainingSetData, test_fraction: orm.Float, 
     if len(test_index):
         outputs['test'] = training_set.subset(test_index)
     return outputs
+
+
+@calcfunction
+def candidates_from_trajectory(trajectory: orm.SinglefileData, species: orm.List, stride: orm.Int) -> TrainingSetData:
+    """Every ``stride``-th frame of a GPUMD ``dump.xyz`` as unlabelled candidates for DFT.
+
+    The dump is streamed (only the kept frames are held), and the model's own energies and forces
+    that GPUMD may have dumped are dropped: a candidate carries no label until DFT gives it one.
+    """
+    from aiida_mlcampaign.formats.frames import Frame
+    from aiida_mlcampaign.formats.gpumd import frame_from_dump, iter_dump_xyz
+
+    if stride.value < 1:
+        raise ValueError(f'stride: must be >= 1, got {stride.value}')
+    kept = []
+    with trajectory.as_path() as path:
+        for index, dumped in enumerate(iter_dump_xyz(path)):
+            if index % stride.value:
+                continue
+            frame = frame_from_dump(dumped)
+            info = {'origin': f'gpumd-dump-{index}'}
+            if 'time_fs' in frame.info:
+                info['time_fs'] = frame.info['time_fs']
+            kept.append(Frame(symbols=frame.symbols, cell=frame.cell, positions=frame.positions, pbc=frame.pbc,
+                              info=info))
+    if not kept:
+        raise ValueError(f'trajectory: no frame in {trajectory.filename}')
+    return TrainingSetData.from_frames(kept, species=species.get_list())

@@ -32,15 +32,19 @@ from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepT
 from aiida_mlcampaign.calculations.nep import NepTrainCalculation
 from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep, select_by_committee
 from aiida_mlcampaign.calculations.selection import select_for_labelling
-from aiida_mlcampaign.calculations.training_set import merge_training_sets
+from aiida_mlcampaign.calculations.training_set import candidates_from_trajectory, merge_training_sets
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
+from aiida_mlcampaign.workchains.gpumd_base import GpumdBaseWorkChain
 
 FAMILIES = ('mtp', 'nep')
 # The namespaces each family needs; the other family's namespaces must stay empty.
-FAMILY_NAMESPACES = {'mtp': ('potential', 'train', 'explore'), 'nep': ('nep_train', 'nep_explore')}
+FAMILY_NAMESPACES = {'mtp': ('potential', 'train', 'explore'), 'nep': ('nep_train',)}
+# Family nep explores either on the CPU (nep_explore, window in its parameters) or with GPUMD
+# (nep_gpumd, window in trust_window): exactly one of the two.
+NEP_EXPLORERS = ('nep_explore', 'nep_gpumd')
 
 
 def validate_family(value, _):
@@ -83,6 +87,10 @@ def validate_inputs(inputs, _):
             for name in names if other != family else ():
                 if _given(inputs, name):
                     return f'{name}: belongs to family {other!r}, but family is {family!r}'
+    if family != 'nep':
+        for name in (*NEP_EXPLORERS, 'trust_window'):
+            if _given(inputs, name):
+                return f'{name}: belongs to family \'nep\', but family is {family!r}'
     if family == 'nep':
         return _validate_nep_inputs(inputs)
     training_set = inputs.get('training_set')
@@ -103,6 +111,20 @@ def validate_inputs(inputs, _):
 
 
 def _validate_nep_inputs(inputs):
+    explorers = [name for name in NEP_EXPLORERS if _given(inputs, name)]
+    if len(explorers) != 1:
+        return f'nep_explore, nep_gpumd: family nep explores with exactly one of them, got {explorers or "none"}'
+    if explorers == ['nep_gpumd']:
+        window = inputs.get('trust_window')
+        if window is None:
+            return 'trust_window: required with nep_gpumd ([lower, upper) of the committee force deviation, eV/Å)'
+        values = window.get_list()
+        if len(values) != 2 or not 0 < values[0] < values[1]:
+            return f'trust_window: needs [lower, upper] with 0 < lower < upper, got {values}'
+        return None
+    if inputs.get('trust_window') is not None:
+        return ('trust_window: conflicts with nep_explore, whose parameters select_threshold/break_threshold are '
+                'the trust window of CPU exploration')
     parameters = inputs['nep_explore'].get('parameters')
     if parameters is not None:
         values = parameters.get_dict()
@@ -178,6 +200,14 @@ class ActiveLearningWorkChain(WorkChain):
                            namespace_options={**optional, 'help': 'Family nep: exploration MD with the committee '
                                                                '(code, structures, parameters incl. the trust '
                                                                'window select_threshold/break_threshold, eV/Å).'})
+        spec.expose_inputs(GpumdBaseWorkChain, namespace='nep_gpumd', exclude=('gpumd.potential',),
+                           namespace_options={**optional, 'help': 'Family nep: exploration MD with GPUMD on a GPU '
+                                                               'cluster instead of the CPU; its stages need a '
+                                                               'dump_xyz (the dumped frames are the candidates).'})
+        spec.input('trust_window', valid_type=orm.List, required=False,
+                   help='Family nep with nep_gpumd: [lower, upper) of the committee force deviation (eV/Å).')
+        spec.input('dump_stride', valid_type=orm.Int, default=lambda: orm.Int(1), validator=_at_least('dump_stride', 1),
+                   help='Family nep with nep_gpumd: every n-th dumped frame is a candidate.')
         spec.input('committee_size', valid_type=orm.Int, default=lambda: orm.Int(4),
                    validator=_at_least('committee_size', 2),
                    help='Family nep: number of NEPs trained on the same data to measure the force uncertainty.')
@@ -319,15 +349,18 @@ class ActiveLearningWorkChain(WorkChain):
             self.ctx.row['train_energy_rmse_per_atom'] = _nep_error(errors, 'energy', 'train')
 
     def explore(self):
+        if self._is_nep and 'nep_gpumd' in self.inputs:
+            inputs = AttributeDict(self.exposed_inputs(GpumdBaseWorkChain, namespace='nep_gpumd'))
+            inputs.gpumd = {**inputs.gpumd, 'potential': self.ctx.potential}
+            inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
+            self._evaluate_test_set_on_cpu()
+            return ToContext(explored=self.submit(GpumdBaseWorkChain, **inputs))
         if self._is_nep:
             inputs = AttributeDict(self.exposed_inputs(NepExploreCalculation, namespace='nep_explore'))
             inputs.potentials = dict(self.ctx.committee)
             inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
             futures = {'explored': self.submit(NepExploreCalculation, **inputs)}
-            if 'test_set' in self.inputs:
-                tested = evaluate_nep(self.ctx.potential, self.inputs.test_set,
-                                      metadata={'call_link_label': self._label('test')})
-                self._store_test_errors(tested['errors'].get_dict() if 'errors' in tested else None)
+            self._evaluate_test_set_on_cpu()
             return ToContext(**futures)
         inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
         inputs.potential = self.ctx.potential
@@ -339,8 +372,11 @@ class ActiveLearningWorkChain(WorkChain):
                                                                                               'test'))
         return ToContext(**futures)
 
-    def _store_test_errors(self, errors):
-        self.ctx.test_errors = errors
+    def _evaluate_test_set_on_cpu(self):
+        if 'test_set' in self.inputs:
+            tested = evaluate_nep(self.ctx.potential, self.inputs.test_set,
+                                  metadata={'call_link_label': self._label('test')})
+            self.ctx.test_errors = tested['errors'].get_dict() if 'errors' in tested else None
 
     def _evaluate_inputs(self, frames, step):
         train_inputs = self.exposed_inputs(MotepTrainCalculation, namespace='train')
@@ -355,6 +391,8 @@ class ActiveLearningWorkChain(WorkChain):
         node = self.ctx.explored
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration)
+        if self._is_nep and 'nep_gpumd' in self.inputs:
+            return self._inspect_gpumd_exploration(node)
         statistics = node.outputs.statistics.get_dict()
         self._record('exploration', node.outputs.statistics)
         totals = statistics.get('totals', statistics)
@@ -377,17 +415,41 @@ class ActiveLearningWorkChain(WorkChain):
             self.ctx.row['test_force_rmse'] = errors.get('forces_rmse')
             self.ctx.row['test_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
 
+    def _inspect_gpumd_exploration(self, node):
+        """Dumped frames become candidates; their fraction in the trust window is known only after selection."""
+        if 'trajectory' not in node.outputs:
+            self.report('the GPUMD exploration dumped no frames: its stages need a dump_xyz')
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration)
+        self.ctx.candidates = candidates_from_trajectory(
+            node.outputs.trajectory, orm.List(self.ctx.potential.species), self.inputs.dump_stride,
+            metadata={'call_link_label': self._label('candidates')})
+        self._record('exploration', self.ctx.candidates)
+        self.ctx.row.update({'candidate_fraction': 0.0, 'explored_frames': self.ctx.candidates.num_frames,
+                             'candidates': self.ctx.candidates.num_frames, 'labels_added': 0,
+                             'new_frames_force_rmse': None})
+        errors, self.ctx.test_errors = self.ctx.get('test_errors'), None
+        if errors is not None:
+            self.ctx.row['test_force_rmse'] = errors.get('forces_rmse')
+            self.ctx.row['test_energy_rmse_per_atom'] = errors.get('energy_per_atom_rmse')
+
     def has_candidates(self):
         return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
 
     def select(self):
         if self._is_nep:
-            window = self.inputs.nep_explore.parameters.get_dict()
+            if 'nep_gpumd' in self.inputs:
+                lower, upper = self.inputs.trust_window.get_list()
+            else:
+                window = self.inputs.nep_explore.parameters.get_dict()
+                lower, upper = window['select_threshold'], window['break_threshold']
             outputs = select_by_committee(
-                self.ctx.candidates, lower=orm.Float(window['select_threshold']),
-                upper=orm.Float(window['break_threshold']), budget=self.inputs.label_budget,
+                self.ctx.candidates, lower=orm.Float(lower), upper=orm.Float(upper), budget=self.inputs.label_budget,
                 metadata={'call_link_label': self._label('select')}, **self.ctx.committee,
             )
+            if 'nep_gpumd' in self.inputs:  # the CPU explorer counts this itself, while exploring
+                statistics = outputs['statistics'].get_dict()
+                self.ctx.row['candidate_fraction'] = (statistics['in_window'] + statistics['above']) / max(
+                    statistics['candidates'], 1)
             self.ctx.selected = {key: node for key, node in outputs.items() if key.startswith('structure_')}
             return
         outputs = select_for_labelling(
