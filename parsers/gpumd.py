@@ -32,7 +32,8 @@ _SCHEDULER_WALLTIME = 120
 _SCHEDULER_NODE_FAILURE = 140
 
 
-def _array_node(result: dict) -> orm.ArrayData:
+def reader_array_node(result: dict) -> orm.ArrayData:
+    """The ArrayData this parser stores for a ``formats.gpumd`` reader's result (arrays + unit attributes)."""
     arrays, attributes = array_node_content(result)
     node = orm.ArrayData()
     for name, array in arrays.items():
@@ -165,7 +166,7 @@ class GpumdParser(Parser):
                 continue
             if attempt is not text:
                 problems.append(f'thermo.out: last line incomplete, dropped ({error})')
-            self.out('thermo', _array_node(result))
+            self.out('thermo', reader_array_node(result))
             return result, len(result['temperature_K'])
         problems.append(f'thermo.out: {str(error).replace("<stream>: ", "")}')
         return None, None
@@ -188,7 +189,7 @@ class GpumdParser(Parser):
                 except FormatError as exception:
                     problems.append(f'{filename}: {_message(exception, handle, filename)}')
                     continue
-                self.out(label, _array_node(result))
+                self.out(label, reader_array_node(result))
 
     def _restart(self, where, problems: list[str]) -> bool:
         handle = None

@@ -34,7 +34,8 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_mlcampaign.calculations.gpumd import GpumdCalculation, gpumd_legacy, stages_of
 from aiida_mlcampaign.formats.frames import FormatError
-from aiida_mlcampaign.formats.gpumd import array_node_content, merge_thermo_segments
+from aiida_mlcampaign.formats.gpumd import merge_thermo_segments
+from aiida_mlcampaign.parsers.gpumd import reader_array_node
 from aiida_mlcampaign.formats.gpumd_run import (
     canonical_stages, ensure_restart_dumps, remaining_stages, scale_time_step,
 )
@@ -51,13 +52,7 @@ def merge_thermo(segments: orm.Dict, **thermo) -> orm.ArrayData:
     for label in sorted(thermo, key=lambda name: int(name.rsplit('_', 1)[1])):
         node = thermo[label]
         parts.append({'arrays': {name: node.get_array(name) for name in node.get_arraynames()}, **described[label]})
-    arrays, attributes = array_node_content(merge_thermo_segments(parts))
-    merged = orm.ArrayData()
-    for name, array in arrays.items():
-        merged.set_array(name, array)
-    for key, value in attributes.items():
-        merged.base.attributes.set(key, value)
-    return merged
+    return reader_array_node(merge_thermo_segments(parts))
 
 
 def protocol_stages(temperature: float, settings: dict) -> list[dict]:

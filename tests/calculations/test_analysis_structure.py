@@ -17,7 +17,8 @@ from aiida_mlcampaign.calculations.analysis_structure import (
     fit_diffusion,
 )
 from aiida_mlcampaign.data.training_set import TrainingSetData
-from aiida_mlcampaign.formats.gpumd import array_node_content, read_msd, read_rdf
+from aiida_mlcampaign.formats.gpumd import read_msd, read_rdf
+from aiida_mlcampaign.parsers.gpumd import reader_array_node
 
 MD = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'md'
 SI_LIQUID = MD / 'si_liquid_npt_nve_msd_sdc_rdf_v5.6'
@@ -197,14 +198,8 @@ def test_fit_diffusion_from_gpumd_msd_out(aiida_profile):
 
 
 def parser_layout(result: dict) -> orm.ArrayData:
-    """An ArrayData as the gpumd parser stores a reader's result (``array_node_content``)."""
-    arrays, attributes = array_node_content(result)
-    node = orm.ArrayData()
-    for name, array in arrays.items():
-        node.set_array(name, array)
-    for key, value in attributes.items():
-        node.base.attributes.set(key, value)
-    return node.store()
+    """An ArrayData as the gpumd parser stores a reader's result."""
+    return reader_array_node(result).store()
 
 
 def synthetic_msd(d_A2_per_ps: float, seed: int) -> orm.ArrayData:
