@@ -97,3 +97,36 @@ def test_segment_skips_follow_the_global_grid(lengths, equilibration, every, exp
     from aiida_mlcampaign.workchains.dft_aimd import segment_skips
 
     assert segment_skips(lengths, equilibration, every) == expected
+
+
+def test_analysis_of_a_real_aimd_training_set_is_linked_to_its_pw_calculations(pw_code, pseudo_family):
+    """Issue acceptance: analysis nodes and figures from an AIMD TrainingSetData, linked in the graph."""
+    from aiida_mlcampaign.calculations.analysis_structure import compute_msd, compute_rdf
+
+    builder = DftAimdWorkChain.get_builder_from_protocol(
+        pw_code, orm.StructureData(ase=cu2s2(0.02, seed=5)), temperature=600.0, steps=6, protocol='fast',
+        overrides={**copy.deepcopy(TEST_OVERRIDES), 'equilibration_steps': 0, 'every': 1}, options=TEST_OPTIONS,
+        pseudo_family=pseudo_family.label,
+    )
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_status
+    frames = results['training_set']
+    assert frames.num_frames >= 6
+
+    rdf = compute_rdf(frames, r_max=orm.Float(2.0), bins=orm.Int(40))
+    msd = compute_msd(frames, time_step_fs=orm.Float(results['dft_settings']['time_step_fs']), blocks=orm.Int(2))
+    for outputs in (rdf, msd):
+        figure = outputs['figure']
+        with figure.open(mode='rb') as handle:
+            assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
+    # From each figure back to the pw.x runs that produced the frames, by a graph walk.
+    for figure in (rdf['figure'], msd['figure']):
+        query = orm.QueryBuilder()
+        query.append(orm.SinglefileData, filters={'id': figure.pk}, tag='figure')
+        query.append(orm.CalcFunctionNode, with_outgoing='figure', tag='analysis')
+        query.append(orm.Data, with_outgoing='analysis', filters={'id': frames.pk}, tag='frames')
+        query.append(orm.CalcFunctionNode, with_outgoing='frames', tag='assembly')
+        query.append(orm.Data, with_outgoing='assembly', tag='trajectory')
+        query.append(orm.CalcJobNode, with_outgoing='trajectory', project='id')
+        pw_jobs = {pk for pk, in query.all()}
+        assert pw_jobs and all(orm.load_node(pk).process_type.endswith('quantumespresso.pw') for pk in pw_jobs)
