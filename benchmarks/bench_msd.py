@@ -36,26 +36,11 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _results import replace_section, reset_peak, rss_kib  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results' / 'analysis.md'
-SECTION_START = '<!-- bench_msd:start -->'
-SECTION_END = '<!-- bench_msd:end -->'
-
-
-def rss_kib(field: str) -> int:
-    with open('/proc/self/status') as handle:
-        for line in handle:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> None:
-    try:
-        with open('/proc/self/clear_refs', 'w') as handle:
-            handle.write('5')
-    except OSError:
-        pass
 
 
 def timed(function, x, repeats):
@@ -166,18 +151,8 @@ def main():
     table = '\n'.join(lines)
     print(table)
     if args.write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        text = RESULTS.read_text() if RESULTS.exists() else '# Analysis benchmarks\n'
-        title = '## MSD: FFT vs direct sum, streaming memory (`benchmarks/bench_msd.py`)'
-        block = f'{SECTION_START}\n{title}\n\n{table}\n{SECTION_END}'
-        if SECTION_START in text and SECTION_END in text:
-            head, rest = text.split(SECTION_START, 1)
-            _, tail = rest.split(SECTION_END, 1)
-            text = head + block + tail
-        else:
-            text = text.rstrip('\n') + '\n\n' + block + '\n'
-        RESULTS.write_text(text)
-
+        replace_section(RESULTS, 'bench_msd', '## MSD: FFT vs direct sum, streaming memory (`benchmarks/bench_msd.py`)',
+                        table, '# Analysis benchmarks')
 
 if __name__ == '__main__':
     main()

@@ -51,10 +51,11 @@ import tracemalloc
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _results import replace_section, reset_peak, rss_kib  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results' / 'analysis.md'
-SECTION_START = '<!-- bench_rdf:start -->'
-SECTION_END = '<!-- bench_rdf:end -->'
 
 
 def make_frames(natoms: int, frames: int, seed: int = 0):
@@ -72,22 +73,6 @@ def make_frames(natoms: int, frames: int, seed: int = 0):
             yield base + rng.normal(0.0, 0.15, base.shape)
 
     return atoms, cell, generate
-
-
-def rss_kib(field: str) -> int:
-    with open('/proc/self/status') as handle:
-        for line in handle:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> None:
-    try:
-        with open('/proc/self/clear_refs', 'w') as handle:
-            handle.write('5')
-    except OSError:
-        pass
 
 
 def child(method: str, natoms: int, frames: int, r_max: float, bins: int, output: str) -> None:
@@ -235,17 +220,8 @@ def main():
 
 
 def write_section(table: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = RESULTS.read_text() if RESULTS.exists() else '# Analysis benchmarks\n'
-    block = f'{SECTION_START}\n## RDF: cell list vs ASE vs freud (`benchmarks/bench_rdf.py`)\n\n{table}\n{SECTION_END}'
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        _, tail = rest.split(SECTION_END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip('\n') + '\n\n' + block + '\n'
-    RESULTS.write_text(text)
-
+    replace_section(RESULTS, 'bench_rdf', '## RDF: cell list vs ASE vs freud (`benchmarks/bench_rdf.py`)', table,
+                    '# Analysis benchmarks')
 
 if __name__ == '__main__':
     main()

@@ -70,12 +70,13 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _results import replace_section  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results' / 'speed.md'
 NEP_MODEL = ROOT / 'tests' / 'fixtures' / 'gpumd' / 'nep' / 'pbte_train_master' / 'nep.txt'
 SPECIES = ['Te', 'Pb']  # the NEP's type order; the MTP uses the same
-SECTION_START = '<!-- bench_speed_cpu:start -->'
-SECTION_END = '<!-- bench_speed_cpu:end -->'
 FRICTION = 0.02  # fs^-1, the exploration driver's default
 TIME_STEP = 1.0  # fs
 MTP_MIN_DIST = 2.0  # Å; shortest distance seen in the runs is ~2.5 Å (nearest neighbours at 3.23 Å)
@@ -366,17 +367,8 @@ def main() -> None:
 
 
 def write_section(text: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    current = RESULTS.read_text() if RESULTS.exists() else '# MD speed per model\n'
-    block = f'{SECTION_START}\n## Measured (`benchmarks/bench_speed_cpu.py`)\n\n{text}\n{SECTION_END}'
-    if SECTION_START in current and SECTION_END in current:
-        head, rest = current.split(SECTION_START, 1)
-        _, tail = rest.split(SECTION_END, 1)
-        current = head + block + tail
-    else:
-        current = current.rstrip('\n') + '\n\n' + block + '\n'
-    RESULTS.write_text(current)
-
+    replace_section(RESULTS, 'bench_speed_cpu', '## Measured (`benchmarks/bench_speed_cpu.py`)', text,
+                    '# MD speed per model')
 
 if __name__ == '__main__':
     main()
