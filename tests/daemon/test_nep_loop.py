@@ -60,6 +60,7 @@ def test_nep_committee_loop_on_the_daemon(nep_env, replay_dir):
             assert time.monotonic() < deadline, 'the NEP loop did not finish in 20 min'
             time.sleep(3)
         report = script(nep_env, profile, replay_dir, 'report', pk)
+        print('NEP loop report:', json.dumps(report, indent=1))  # figures for the issue notes (pytest -s)
         assert report['finished_ok'], report
         assert report['train_codes'] == ['nep-STANDIN-replays-recorded-models']
         # Two members with different (recorded) models, both PbTe in the recorded type order.
