@@ -6,44 +6,38 @@ still read by the grammar checker); ``nep.txt`` from the potential node. Everyth
 waiting in a GPU queue (unknown species, grammar, group indices beyond the model's grouping methods, a NEP3 model
 for GPUMD >= 5.3, nonsense GPU requests) is refused before submission, naming the input.
 
-GPUs: ``gpus`` adds ``#SBATCH --gpus-per-node=<n>`` (``--gres=gpu:<n>`` with ``metadata.options.gres_syntax``) to
-the job script header; ``metadata.options.cuda_visible_devices`` exports ``CUDA_VISIBLE_DEVICES`` after the
-computer's prepend text (so it wins over a computer-wide default). ``gpumd`` uses every GPU it sees. See
-``docs/gpu-clusters.md``.
+GPUs (``gpus``, ``metadata.options.gres_syntax``, ``metadata.options.cuda_visible_devices``) as for the ``nep``
+CalcJob: :mod:`aiida_mlcampaign.calculations.gpu`, ``docs/gpu-clusters.md``. ``gpumd`` uses every GPU it sees.
 """
 
 from __future__ import annotations
 
-import re
-
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
-from aiida.engine import CalcJob
 
+from aiida_mlcampaign.calculations.gpu import GpuCalcJob, validate_gpu_options
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.gpumd import OUTPUT_FILES, read_restart_xyz
 from aiida_mlcampaign.formats.gpumd_model import model_xyz, read_model_header
 from aiida_mlcampaign.formats.gpumd_run import canonical_stages, read_run_in, run_in
-from aiida_mlcampaign.formats.slurm import find_gpu_requests, gpu_directive
+from aiida_mlcampaign.formats.nep import parse_gpumd_version
 
-__all__ = ('GpumdCalculation', 'dump_files', 'gpumd_legacy', 'parse_gpumd_version', 'stages_of')
-
-_VERSION = re.compile(r'^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$')
-_DEVICES = re.compile(r'^\d+(,\d+)*$')
+__all__ = ('GpumdCalculation', 'dump_files', 'gpumd_legacy', 'stages_of')
 
 
-def parse_gpumd_version(text: str) -> tuple[int, int, int]:
-    """``'5.6'``, ``'v4.0'``, ``'3.9.5'`` -> a tuple; ``'master'`` -> (5, 6, 99), i.e. after v5.6."""
-    text = str(text).strip().lower()
-    if text in ('master', 'latest'):
-        return (5, 6, 99)
-    match = _VERSION.match(text)
-    if match is None:
-        raise ValueError(f'gpumd_version: cannot read {text!r} (expected e.g. "5.6" or "master")')
-    version = tuple(int(part or 0) for part in match.groups())
-    if version < (3, 6):
-        raise ValueError(f'gpumd_version: {text} reads xyz.in and a driver file; model.xyz needs GPUMD >= 3.6')
+def _gpumd_version(text: str) -> tuple[int, ...]:
+    """The version of a ``gpumd_version`` input; ``ValueError`` naming the input when unreadable or before v3.6.
+
+    The shared parser also refuses versions before v3.5 (nep.in writing); those read xyz.in as well.
+    """
+    try:
+        version = parse_gpumd_version(text)
+    except FormatError:
+        version = None
+    if version is None or version < (3, 6):
+        raise ValueError(f'gpumd_version: cannot use {text!r} (expected e.g. "5.6" or "master"; GPUMD before 3.6 '
+                         'reads xyz.in and a driver file, model.xyz needs GPUMD >= 3.6)')
     return version
 
 
@@ -54,7 +48,7 @@ def gpumd_legacy(inputs) -> bool:
         return bool(inputs['legacy'].value)
     if 'gpumd_version' in inputs and inputs['gpumd_version'] is not None:
         try:
-            return parse_gpumd_version(inputs['gpumd_version'].value) <= (5, 6)
+            return _gpumd_version(inputs['gpumd_version'].value) <= (5, 6, 0)  # master is (5, 6, 99)
         except ValueError:
             return False
     return False
@@ -128,7 +122,7 @@ def _validate_version(value, _):
     if value is None:
         return None
     try:
-        parse_gpumd_version(value.value)
+        _gpumd_version(value.value)
     except ValueError as exception:
         return str(exception)
 
@@ -136,15 +130,6 @@ def _validate_version(value, _):
 def _validate_positive_float(value, _):
     if value is not None and not value.value > 0:
         return f'blowup_temperature_factor: must be > 0, got {value.value}'
-
-
-def _validate_gpus(value, _):
-    if value is None:
-        return None
-    try:
-        gpu_directive(value.value)
-    except FormatError as exception:
-        return str(exception)
 
 
 def _model_species(inputs) -> tuple[set[str], int, int]:
@@ -210,52 +195,13 @@ def _validate_inputs(inputs, ctx):
                 return (f'{where}: grouping method {method} does not exist: the model has {methods} grouping '
                         'method(s) (groups input)')
         if 'gpumd_version' in inputs and potential.base.attributes.get('loadable_by_gpumd_5_3_plus') is False:
-            if parse_gpumd_version(inputs['gpumd_version'].value) >= (5, 3):
+            if _gpumd_version(inputs['gpumd_version'].value) >= (5, 3):
                 return (f'potential: a {potential.model} model cannot be loaded by GPUMD '
                         f'{inputs["gpumd_version"].value} (NEP3 was removed in v5.3)')
-    return _validate_gpu_options(inputs)
+    return validate_gpu_options(inputs)
 
 
-def _validate_gpu_options(inputs):
-    options = inputs.get('metadata', {}).get('options', {})
-    try:
-        custom = find_gpu_requests(options.get('custom_scheduler_commands'))
-    except FormatError as exception:
-        return f'metadata.options.custom_scheduler_commands: {exception}'
-    computer_requests = []
-    code = inputs.get('code')
-    if code is not None and getattr(code, 'computer', None) is not None:
-        try:
-            computer_requests = find_gpu_requests(code.computer.get_prepend_text())
-        except FormatError as exception:
-            return f'code: computer {code.computer.label} prepend_text: {exception}'
-    if options.get('environment_variables') and code is not None and getattr(code, 'computer', None) is not None:
-        if any(line.strip().startswith('#SBATCH') for line in code.computer.get_prepend_text().splitlines()):
-            return ('metadata.options.environment_variables: aiida-core writes these exports before the computer\'s '
-                    f'prepend_text, so SLURM would ignore the #SBATCH lines of computer {code.computer.label} '
-                    '(partition, GPUs); export them in the code\'s prepend_text instead (docs/gpu-clusters.md)')
-    if 'gpus' in inputs:
-        if custom:
-            return (f'gpus: metadata.options.custom_scheduler_commands already requests GPUs ({custom[0]["line"]!r}); '
-                    'give one of the two')
-        if computer_requests:
-            return (f'gpus: computer {code.computer.label} requests GPUs in its prepend_text '
-                    f'({computer_requests[0]["line"]!r}), which comes later in the job script and would override '
-                    'this request; use a computer without a GPU line for per-job GPU counts (docs/gpu-clusters.md)')
-    devices = options.get('cuda_visible_devices')
-    if devices is not None:
-        if not _DEVICES.match(str(devices)):
-            return (f'metadata.options.cuda_visible_devices: expected comma-separated GPU indices like "0" or '
-                    f'"0,1", got {devices!r}')
-        count = len(str(devices).split(','))
-        requested = inputs['gpus'].value if 'gpus' in inputs else (custom or computer_requests or [{}])[0].get('gpus')
-        if requested is not None and count > requested:
-            return (f'metadata.options.cuda_visible_devices: {count} devices ({devices}) but only {requested} GPU(s) '
-                    'requested')
-    return None
-
-
-class GpumdCalculation(CalcJob):
+class GpumdCalculation(GpuCalcJob):
     """GPUMD ``gpumd``: MD with a NEP potential from a structure or a restart.xyz, following checked ``run.in``
     stages; parsed into thermo and the requested correlation functions, a trajectory and a restart node."""
 
@@ -275,12 +221,6 @@ class GpumdCalculation(CalcJob):
         spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='Run gpumd without mpirun.')
         spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.gpumd.md',
                    help='The parser of this CalcJob.')
-        spec.input('metadata.options.gres_syntax', valid_type=bool, default=False,
-                   help='With gpus: request them as "#SBATCH --gres=gpu:<n>" instead of "--gpus-per-node=<n>" (for '
-                        'SLURM sites that only configure generic resources).')
-        spec.input('metadata.options.cuda_visible_devices', valid_type=str, required=False,
-                   help='Export CUDA_VISIBLE_DEVICES=<this> (e.g. "0,1") before gpumd; only when asked, because '
-                        'SLURM sets it for the GPUs it allocated.')
         spec.input('structure', valid_type=orm.StructureData, required=False,
                    help='Starting configuration (a new start). Exactly one of structure and restart.')
         spec.input('groups', valid_type=orm.Dict, required=False,
@@ -311,8 +251,6 @@ class GpumdCalculation(CalcJob):
                    validator=_validate_positive_float,
                    help='A thermo row hotter than this times the block\'s target temperature counts as a blow-up '
                         '(exit 500), like NaN or inf.')
-        spec.input('gpus', valid_type=orm.Int, required=False, validator=_validate_gpus,
-                   help='GPUs per node: adds "#SBATCH --gpus-per-node=<n>" (or --gres=gpu:<n>) to the job script.')
         spec.inputs.validator = _validate_inputs
 
         spec.output('thermo', valid_type=orm.ArrayData, required=False,
@@ -346,18 +284,6 @@ class GpumdCalculation(CalcJob):
                        message='gpumd ended before "Finished running GPUMD." (node failure or killed): {detail}')
         spec.exit_code(500, 'ERROR_BLOWUP', message='The MD blew up: {detail}')
 
-    def _setup_metadata(self, metadata: dict) -> None:
-        """Add the ``gpus`` request to ``custom_scheduler_commands`` while the node's options can still change.
-
-        The scheduler header is built from the node's options after ``prepare_for_submission``, when the stored node
-        no longer accepts new options; doing it here also records the exact directive on the node.
-        """
-        super()._setup_metadata(metadata)
-        if 'gpus' in self.inputs:
-            line = gpu_directive(self.inputs.gpus.value, gres_syntax=bool(self.node.get_option('gres_syntax')))
-            custom = (self.node.get_option('custom_scheduler_commands') or '').rstrip('\n')
-            self.node.set_option('custom_scheduler_commands', f'{custom}\n{line}' if custom else line)
-
     def prepare_for_submission(self, folder):
         legacy = gpumd_legacy(self.inputs)
         if 'stages' in self.inputs:
@@ -386,11 +312,7 @@ class GpumdCalculation(CalcJob):
         outputs = [name for keyword in OUTPUT_FILES for _, name, _ in OUTPUT_FILES[keyword]]
         calcinfo.retrieve_list = [self._STDOUT, self._STDERR, *outputs]
         calcinfo.retrieve_temporary_list = [self._RESTART, *dump_files(stages)]
-
-        devices = self.node.get_option('cuda_visible_devices')
-        if devices:
-            calcinfo.prepend_text = f'export CUDA_VISIBLE_DEVICES={devices}'
-        return calcinfo
+        return self._export_visible_devices(calcinfo)
 
     def _model_text(self) -> str:
         structure = self.inputs.structure

@@ -6,6 +6,9 @@ first, every architecture keyword explicit for the GPUMD version, because defaul
 ``train.xyz``/``test.xyz`` in GPUMD's conventions, and the model files a mode needs. Everything ``nep`` would
 refuse after waiting in a GPU queue (unknown species, ranges, architectures that do not fit a restart, a
 foundation or a potential) is refused here first, with the field named.
+
+GPUs (``gpus``, ``metadata.options.gres_syntax``, ``metadata.options.cuda_visible_devices``) as for the ``gpumd``
+CalcJob: :mod:`aiida_mlcampaign.calculations.gpu`, ``docs/gpu-clusters.md``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import io
 import numpy as np
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
-from aiida.engine import CalcJob
 
+from aiida_mlcampaign.calculations.gpu import GpuCalcJob, validate_gpu_options
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.frames import FormatError
@@ -130,6 +133,10 @@ def _restart_creator_potential(node: orm.SinglefileData):
 
 def _validate_inputs(inputs, _):
     """Everything ``nep`` would refuse after queueing, refused before submission with the field named."""
+    return _validate_nep_inputs(inputs) or validate_gpu_options(inputs)
+
+
+def _validate_nep_inputs(inputs):
     if 'training_set' not in inputs:
         return None
     prediction = 'potential' in inputs
@@ -205,7 +212,7 @@ def _validate_version(value, _):
     return None
 
 
-class NepTrainCalculation(CalcJob):
+class NepTrainCalculation(GpuCalcJob):
     """GPUMD ``nep``: train a NEP on a ``TrainingSetData`` (optionally resume, fine-tune, or only evaluate).
 
     Modes: training (default); resume (``restart``: a ``nep.restart`` written by an earlier job, e.g. the
@@ -228,8 +235,8 @@ class NepTrainCalculation(CalcJob):
         super().define(spec)
         spec.input('metadata.options.resources', valid_type=dict, default={'num_machines': 1,
                                                                            'num_mpiprocs_per_machine': 1},
-                   help='One process on one machine: nep uses every GPU visible to it (limit with '
-                        'CUDA_VISIBLE_DEVICES), it is not an MPI program.')
+                   help='One process on one machine: nep uses every GPU visible to it (request them with gpus, '
+                        'limit them with metadata.options.cuda_visible_devices), it is not an MPI program.')
         spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='nep is never run with mpirun.')
         spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.nep.train',
                    help='The parser of this CalcJob.')
@@ -337,4 +344,4 @@ class NepTrainCalculation(CalcJob):
                                   '*_train.out', '*_test.out']
         if 'potential' not in self.inputs:
             calcinfo.retrieve_list.append(self._MODEL)
-        return calcinfo
+        return self._export_visible_devices(calcinfo)

@@ -12,7 +12,7 @@ import pytest
 from aiida import orm
 from ase.build import bulk
 
-from aiida_mlcampaign.calculations.gpumd import GpumdCalculation
+from aiida_mlcampaign.calculations.gpumd import GpumdCalculation, gpumd_legacy
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.gpumd import read_restart_xyz
 from aiida_mlcampaign.formats.gpumd_model import model_xyz
@@ -91,19 +91,6 @@ def test_raw_run_in_is_written_unchanged(generate_calc_job, common):
     assert (folder / 'run.in').read_text() == text
 
 
-def test_gpu_requests_and_visible_devices(generate_calc_job, common):
-    options = {'cuda_visible_devices': '0,1', 'custom_scheduler_commands': '#SBATCH --qos=gpu'}
-    inputs = {**common, 'stages': orm.List([{'ensemble': 'nve', 'run': 10}]), 'gpus': orm.Int(2),
-              'metadata': {'options': options}}
-    calcinfo, _, process = generate_calc_job(GpumdCalculation, inputs)
-    assert process.node.get_option('custom_scheduler_commands') == '#SBATCH --qos=gpu\n#SBATCH --gpus-per-node=2'
-    assert calcinfo.prepend_text == 'export CUDA_VISIBLE_DEVICES=0,1'
-    inputs = {**common, 'stages': orm.List([{'ensemble': 'nve', 'run': 10}]), 'gpus': orm.Int(4),
-              'metadata': {'options': {'gres_syntax': True}}}
-    _, _, process = generate_calc_job(GpumdCalculation, inputs)
-    assert process.node.get_option('custom_scheduler_commands') == '#SBATCH --gres=gpu:4'
-
-
 def refusal(inputs) -> str:
     error = GpumdCalculation.spec().inputs.validate(inputs)
     assert error is not None, 'inputs were accepted'
@@ -132,13 +119,10 @@ WRAP = {'run_in': orm.Str, 'stages': orm.List, 'groups': orm.Dict, 'gpumd_versio
      'compute_msd group: grouping method 0 does not exist'),
     ({'velocities': np.zeros((3, 3))}, 'velocities: expected shape (8, 3)'),
     ({'gpumd_version': '3.3'}, 'model.xyz needs GPUMD >= 3.6'),
-    ({'gpus': 0}, 'gpus: expected a positive number of GPUs'),
+    ({'gpumd_version': '3.5'}, 'model.xyz needs GPUMD >= 3.6'),
+    ({'gpumd_version': 'five'}, "gpumd_version: cannot use 'five'"),
     ({'gpus': 1, 'metadata': {'options': {'custom_scheduler_commands': '#SBATCH --gres=gpu:2'}}},
-     'already requests GPUs'),
-    ({'metadata': {'options': {'custom_scheduler_commands': '#SBATCH --gpus-per-node=0'}}}, 'requests 0 GPUs'),
-    ({'metadata': {'options': {'custom_scheduler_commands': '#SBATCH --gres=gpu:a100:-1'}}}, 'requests -1 GPUs'),
-    ({'metadata': {'options': {'cuda_visible_devices': 'all'}}}, 'expected comma-separated GPU indices'),
-    ({'gpus': 1, 'metadata': {'options': {'cuda_visible_devices': '0,1'}}}, 'only 1 GPU(s) requested'),
+     'already requests GPUs'),  # more GPU refusals, shared with the nep CalcJob: test_gpu.py
     ({'blowup_temperature_factor': 0.0}, 'blowup_temperature_factor: must be > 0'),
 ])
 def test_refused_before_submission(common, change, message):
@@ -162,12 +146,8 @@ def test_nep3_model_refused_for_gpumd_5_3_and_later(common):
     assert 'NEP3 was removed in v5.3' in refusal({**inputs, 'gpumd_version': orm.Str('5.6')})
 
 
-def test_computer_wide_gpu_request_conflicts_with_gpus(common, aiida_computer_local):
-    computer = aiida_computer_local(label='gpu-prepend')
-    computer.set_prepend_text('#SBATCH --partition=gpu\n#SBATCH --gres=gpu:1\nmodule load cuda')
-    code = orm.InstalledCode(label='gpumd-gres', computer=computer, filepath_executable='/bin/true').store()
-    inputs = {**common, 'code': code, 'stages': orm.List([{'ensemble': 'nve', 'run': 10}])}
-    assert GpumdCalculation.spec().inputs.validate(inputs) is None
-    assert 'would override this request' in refusal({**inputs, 'gpus': orm.Int(2)})
-    exports = {'metadata': {'options': {'environment_variables': {'OMP_NUM_THREADS': '1'}}}}
-    assert 'SLURM would ignore the #SBATCH lines of computer gpu-prepend' in refusal({**inputs, **exports})
+@pytest.mark.parametrize('version, legacy', [('3.6', True), ('5.5', True), ('5.6', True), ('v5.6.0', True),
+                                             ('5.6.1', False), ('master', False)])
+def test_legacy_grammar_up_to_gpumd_5_6(version, legacy):
+    """The keywords dropped after v5.6 are still accepted for v5.6 itself (and not for a later master)."""
+    assert gpumd_legacy({'gpumd_version': orm.Str(version)}) is legacy
