@@ -11,7 +11,7 @@ from aiida_mlcampaign.formats.frames import FormatError, Frame, matrix_to_voigt
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg, write_cfg
 
 MTP = pathlib.Path(__file__).parent.parent / 'fixtures' / 'mtp'
-SHARED_CFG = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'fixtures' / 'mtp' / 'cfg' / 'cu_emt_train_40cfg_made-here.cfg'
+MOTEP_MADE_CFG = pathlib.Path(__file__).parent.parent / 'fixtures' / 'mtp' / 'cu_emt_train_40cfg_made-here.cfg'
 ORDER = ['Cu', 'Al']
 
 
@@ -198,9 +198,8 @@ def test_cfg_to_extxyz_keeps_the_stress():
     np.testing.assert_allclose(back.virial, first.virial, rtol=1e-14)
 
 
-@pytest.mark.skipif(not SHARED_CFG.exists(), reason='shared motep-made cfg not available')
-def test_shared_motep_made_file():
-    frames = list(read_cfg(SHARED_CFG, ['Cu']))
+def test_motep_made_file():
+    frames = list(read_cfg(MOTEP_MADE_CFG, ['Cu']))
     assert len(frames) == 40
     assert frames[0].natoms == 8 and frames[0].energy == 0.352632683195
     assert frames[0].info == {'EFS_by': 'ASE_EMT'}

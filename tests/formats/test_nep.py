@@ -26,8 +26,6 @@ from aiida_mlcampaign.formats.nep import (
 )
 
 NEP = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'nep'
-SHARED = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'fixtures' / 'gpumd' / 'nep'
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason='shared GPUMD fixtures not available')
 
 NEP89_SPECIES = (
     'H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr '
@@ -224,10 +222,9 @@ def test_fixture_nep_in_values():
     assert fill_nep_defaults(tnep, '3.9.5')['lambda_v'] == 1.0  # TNEP default
 
 
-@needs_shared
 @pytest.mark.parametrize(('folder', 'version'), [('pbte_train_legacy_v3.9.5', '3.9.5'), ('finetune_nep89_MoS2', '5.6')])
-def test_shared_unrecorded_nep_in_fixtures(folder, version):
-    fixture = read_nep_in(SHARED / folder / 'nep.in', version=version)
+def test_nep_in_fixtures_without_shared_provenance_row(folder, version):
+    fixture = read_nep_in(NEP / folder / 'nep.in', version=version)
     foundation = NEP89_HEADER if 'fine_tune' in fixture else None
     text = nep_in(fixture, version, foundation=foundation)
     assert fill_nep_defaults(read_nep_in(text, version=version), version) == fill_nep_defaults(fixture, version)
@@ -446,8 +443,7 @@ def test_dipole_parity():
     assert dipole['target'][0].tolist() == [0.0124615, 0.00212308, 0.000353846]
 
 
-@needs_shared
 def test_legacy_two_column_virial_layout():
-    virial = read_parity(SHARED / 'pbte_train_legacy_v3.9.5' / 'virial_train.out', 'virial')
+    virial = read_parity(NEP / 'pbte_train_legacy_v3.9.5' / 'virial_train.out', 'virial')
     assert virial['legacy_layout'] is True and virial['prediction'].shape == (25, 6)
     assert virial['prediction'][0, 0] == 0.526215 and virial['missing'].all()
