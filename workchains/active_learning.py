@@ -110,7 +110,26 @@ def validate_inputs(inputs, _):
         return f'max_candidate_fraction: must be in [0, 1], got {fraction.value}'
 
 
+def _validate_nep_train(inputs):
+    """``NepTrainCalculation``'s own cross-field checks (nep.in settings, species, frames), run now.
+
+    Exposing a namespace copies its ports but not the exposed process's namespace validator, so without
+    this a bad ``nep_train.settings`` would surface only when the first committee member is created.
+    """
+    values = {key: value for key, value in inputs['nep_train'].items() if key != 'metadata'}
+    for port in ('training_set', 'test_set'):
+        if inputs.get(port) is not None:
+            values[port] = inputs[port]
+    message = NepTrainCalculation.spec().inputs.validator(values, None)
+    if message:
+        return f'nep_train: {message}'
+    return None
+
+
 def _validate_nep_inputs(inputs):
+    message = _validate_nep_train(inputs)
+    if message:
+        return message
     explorers = [name for name in NEP_EXPLORERS if _given(inputs, name)]
     if len(explorers) != 1:
         return f'nep_explore, nep_gpumd: family nep explores with exactly one of them, got {explorers or "none"}'

@@ -38,12 +38,15 @@ def codes(aiida_localhost, label_inputs):
             'motep': code('motep', 'mlcampaign.motep.train'), 'mtp-explore': code('mtp-x', 'mlcampaign.mtp.explore')}
 
 
-def pbte_set(elements='PbTe'):
-    atoms = bulk(elements, 'rocksalt', a=6.46)
+def pbte_set():
+    """One labelled rattled PbTe frame (nep needs an energy and forces on every frame)."""
+    from aiida_mlcampaign.formats.frames import Frame
+
+    atoms = bulk('PbTe', 'rocksalt', a=6.46)
     atoms.rattle(0.05, seed=1)
-    atoms.calc = None
-    frames = TrainingSetData.from_ase([atoms], energy=-10.0, forces=[[0.0, 0.0, 0.0]] * 2)
-    return frames
+    frame = Frame(symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:], positions=atoms.positions,
+                  energy=-10.0, forces=[[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]])
+    return TrainingSetData.from_frames([frame], species=['Te', 'Pb'])
 
 
 def nep_builder(codes, training_set, **parameters):
@@ -82,6 +85,10 @@ def test_nep_family_inputs_pass_validation(codes):
     (lambda b: setattr(b, 'committee_size', orm.Int(1)), 'committee_size'),
     (lambda b: setattr(b.nep_train, 'species', orm.List(['Pb'])), 'training_set'),
     (lambda b: setattr(b, 'family', orm.Str('gap')), 'family'),
+    (lambda b: setattr(b.nep_train, 'settings', orm.Dict({'generation': -5})), 'nep_train: settings.generation'),
+    (lambda b: setattr(b.nep_train, 'settings', orm.Dict({'type': [2, 'Te', 'Pb']})), 'nep_train: settings'),
+    (lambda b: setattr(b, 'training_set', TrainingSetData.from_ase([bulk('PbTe', 'rocksalt', a=6.46)])),
+     'nep_train: training_set'),  # unlabelled frames: refused at launch, not when the committee is created
 ])
 def test_nep_family_refusals_name_the_field(codes, change, field):
     builder = nep_builder(codes, pbte_set())
