@@ -113,8 +113,9 @@ def validate_inputs(inputs, _):
 def _validate_nep_train(inputs):
     """``NepTrainCalculation``'s own cross-field checks (nep.in settings, species, frames), run now.
 
-    Exposing a namespace copies its ports but not the exposed process's namespace validator, so without
-    this a bad ``nep_train.settings`` would surface only when the first committee member is created.
+    The exposed namespace keeps that validator, but there it runs without ``training_set`` (the loop
+    provides it) and so skips every check; without this call a bad ``nep_train.settings`` or an
+    unlabelled training set would surface only when the first committee member is created.
     """
     values = {key: value for key, value in inputs['nep_train'].items() if key != 'metadata'}
     for port in ('training_set', 'test_set'):
@@ -126,6 +127,18 @@ def _validate_nep_train(inputs):
     return None
 
 
+def _validate_nep_gpumd(namespace):
+    """The GPUMD exploration must dump frames: they are the only candidates."""
+    from aiida_mlcampaign.calculations.gpumd import dump_files, gpumd_legacy, stages_of
+
+    gpumd = namespace.get('gpumd', {})  # restartability is checked by the exposed namespace's own validator
+    if 'stages' in gpumd or 'run_in' in gpumd:
+        if not dump_files(stages_of(gpumd, gpumd_legacy(gpumd))):
+            field = 'stages' if 'stages' in gpumd else 'run_in'
+            return f'nep_gpumd.gpumd.{field}: no dump_xyz, so the exploration would give no candidate frames'
+    return None
+
+
 def _validate_nep_inputs(inputs):
     message = _validate_nep_train(inputs)
     if message:
@@ -134,6 +147,9 @@ def _validate_nep_inputs(inputs):
     if len(explorers) != 1:
         return f'nep_explore, nep_gpumd: family nep explores with exactly one of them, got {explorers or "none"}'
     if explorers == ['nep_gpumd']:
+        message = _validate_nep_gpumd(inputs['nep_gpumd'])
+        if message:
+            return message
         window = inputs.get('trust_window')
         if window is None:
             return 'trust_window: required with nep_gpumd ([lower, upper) of the committee force deviation, eV/Å)'
@@ -436,8 +452,8 @@ class ActiveLearningWorkChain(WorkChain):
 
     def _inspect_gpumd_exploration(self, node):
         """Dumped frames become candidates; their fraction in the trust window is known only after selection."""
-        if 'trajectory' not in node.outputs:
-            self.report('the GPUMD exploration dumped no frames: its stages need a dump_xyz')
+        if 'trajectory' not in node.outputs:  # a dump_xyz is required at launch; GPUMD wrote none
+            self.report('the GPUMD exploration returned no dump.xyz')
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration)
         self.ctx.candidates = candidates_from_trajectory(
             node.outputs.trajectory, orm.List(self.ctx.potential.species), self.inputs.dump_stride,

@@ -61,7 +61,7 @@ def seed_set():
     return TrainingSetData.from_frames([frame], species=['Te', 'Pb'])
 
 
-def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # noqa: F811
+def gpumd_builder(replay_codes, label_inputs, stages):
     options = {'resources': {'num_machines': 1}, 'max_wallclock_seconds': 60}
     builder = ActiveLearningWorkChain.get_builder()
     builder.family = orm.Str('nep')
@@ -73,15 +73,29 @@ def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # n
     builder.nep_train.metadata = {'options': options}
     builder.nep_gpumd.gpumd.code = replay_codes['gpumd']
     builder.nep_gpumd.gpumd.structure = orm.StructureData(ase=bulk('PbTe', 'rocksalt', a=6.46, cubic=True))
-    builder.nep_gpumd.gpumd.stages = orm.List([{'velocity': 300, 'time_step': 1, 'ensemble': 'nve',
-                                                'dump_thermo': 10, 'dump_restart': 20, 'run': 20,
-                                                'dump_xyz': [10, 'dump.xyz']}])
+    builder.nep_gpumd.gpumd.stages = orm.List(stages)
     builder.nep_gpumd.gpumd.metadata = {'options': options}
     builder.trust_window = orm.List([5.0, 10.0])
     for key, value in label_inputs.items():
         setattr(builder.label, key, value)
     builder.max_iterations = orm.Int(1)
+    return builder
 
+
+STAGE = {'velocity': 300, 'time_step': 1, 'ensemble': 'nve', 'dump_thermo': 10, 'dump_restart': 20, 'run': 20}
+
+
+def test_gpumd_exploration_without_dump_is_refused_at_launch(replay_codes, label_inputs):  # noqa: F811
+    from tests.workchains.test_active_learning_inputs import refusal
+
+    assert 'nep_gpumd.gpumd.stages: no dump_xyz' in refusal(gpumd_builder(replay_codes, label_inputs, [STAGE]))
+    no_thermo = {key: value for key, value in STAGE.items() if key != 'dump_thermo'}
+    message = refusal(gpumd_builder(replay_codes, label_inputs, [{**no_thermo, 'dump_xyz': [10, 'dump.xyz']}]))
+    assert "'inputs.nep_gpumd': gpumd.stages: stages[0]: dump_thermo" in message, message
+
+
+def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # noqa: F811
+    builder = gpumd_builder(replay_codes, label_inputs, [{**STAGE, 'dump_xyz': [10, 'dump.xyz']}])
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     row = results['summary'].get_list()[0]
