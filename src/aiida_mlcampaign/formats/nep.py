@@ -36,11 +36,13 @@ import typing as t
 import numpy as np
 from ase.data import chemical_symbols
 
+from . import neppo
 from .frames import FormatError
 from .textio import open_for_read
 
 __all__ = [
     'ARCHITECTURE_KEYWORDS',
+    'ENGINES',
     'LOSS_COLUMNS',
     'MISSING_TARGET_THRESHOLD',
     'PARITY_COMPONENTS',
@@ -67,6 +69,9 @@ __all__ = [
 
 #: GPUMD's element table: H ... Pu (94 elements); ``type`` symbols must be among them, case-sensitive.
 ELEMENTS = tuple(chemical_symbols[1:95])
+
+#: Programs that train a NEP from ``nep.in``: GPUMD's ``nep`` (GPU) and neppo (PyTorch, CPU or GPU; :mod:`.neppo`).
+ENGINES = ('gpumd', 'neppo')
 
 #: Keywords that define the model; always written by :func:`nep_in` (defaults changed between versions).
 ARCHITECTURE_KEYWORDS = ('version', 'model_type', 'zbl', 'cutoff', 'n_max', 'basis_size', 'l_max', 'neuron')
@@ -352,10 +357,22 @@ def _canonical(key: str, value, n_types: int | None, version: Version | None, fr
     raise FormatError(f'{key}: unknown nep.in keyword (known: {", ".join(_KEYWORD_ORDER)})')
 
 
-def _check_settings(settings: dict, version: Version | None) -> dict:
-    """Canonical, validated settings; cross-keyword rules of doc §2 included."""
+def _engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise FormatError(f'engine: expected one of {ENGINES}, got {engine!r}')
+    return engine
+
+
+def _check_settings(settings: dict, version: Version | None, engine: str = 'gpumd') -> dict:
+    """Canonical, validated settings; cross-keyword rules of doc §2 included.
+
+    ``engine='neppo'`` reads the settings as neppo does (:mod:`.neppo`): its own keywords (``seed``,
+    ``learning_rate``, ...) and training stages are allowed, what neppo ignores or cannot run is refused. With
+    ``'gpumd'`` a neppo keyword is refused, because ``nep`` would stop on it after the GPU queue.
+    """
     if not isinstance(settings, dict):
         raise FormatError(f'settings: expected a dict of nep.in keywords, got {type(settings).__name__}')
+    engine = _engine(engine)
     merged = {}
     for key, value in settings.items():
         name = _ALIASES.get(key, key)
@@ -366,12 +383,23 @@ def _check_settings(settings: dict, version: Version | None) -> dict:
         raise FormatError('type: mandatory keyword missing (the species list, e.g. ["Te", "Pb"])')
     species = _canonical('type', merged['type'], None, version)
     out = {'type': species}
-    for key in _KEYWORD_ORDER[1:]:
-        if key in merged and merged[key] is not None and merged[key] is not False:
-            out[key] = _canonical(key, merged[key], len(species), version)
-    unknown = sorted(set(merged) - set(_KEYWORD_ORDER))
+    known = _KEYWORD_ORDER + (neppo.KEYWORDS if engine == 'neppo' else ())
+    stages = neppo.neppo_stages(merged) if engine == 'neppo' else 1
+    for key in known[1:]:
+        if key not in merged or merged[key] is None or merged[key] is False:
+            continue
+        if engine == 'neppo':
+            try:
+                out[key] = neppo.canonical_neppo_value(key, _values(key, merged[key]), stages)
+                continue
+            except KeyError:
+                pass  # read as GPUMD reads it
+        out[key] = _canonical(key, merged[key], len(species), version)
+    unknown = sorted(set(merged) - set(known))
     if unknown:
-        raise FormatError(f'{unknown[0]}: unknown nep.in keyword (known: {", ".join(_KEYWORD_ORDER)})')
+        if engine == 'gpumd' and unknown[0] in neppo.KEYWORDS:
+            raise FormatError(f'{unknown[0]}: a keyword of neppo (the CPU trainer), which GPUMD\'s nep does not read')
+        raise FormatError(f'{unknown[0]}: unknown nep.in keyword (known: {", ".join(known)})')
     _cross_checks(out)
     return out
 
@@ -395,19 +423,27 @@ def _cross_checks(s: dict) -> None:
             raise FormatError('charge_mode: qNEP allows only one hidden layer (neuron N1)')
 
 
-def fill_nep_defaults(settings: dict, version='5.6') -> dict:
+def fill_nep_defaults(settings: dict, version='5.6', engine: str = 'gpumd') -> dict:
     """``settings`` validated and completed with the documented defaults of GPUMD ``version`` (doc §2).
 
-    ``lambda_1``/``lambda_2`` stay absent when not given (GPUMD computes them), ``lambda_v`` defaults to 1.0 for
-    dipole/polarizability models and 0.1 otherwise, ``type_weight`` to 1 for each species.
+    ``lambda_1``/``lambda_2`` stay absent when not given (GPUMD computes them; neppo then adds no such term),
+    ``lambda_v`` defaults to 1.0 for dipole/polarizability models and 0.1 otherwise, ``type_weight`` to 1 for each
+    species. With ``engine='neppo'`` the SNES keywords are dropped and neppo's own defaults (batch 32, seed,
+    learning rate, ...; :data:`.neppo.DEFAULTS`) are used: the dict says what the run did.
     """
     ver = parse_gpumd_version(version)
-    checked = _check_settings(settings, ver)
+    checked = _check_settings(settings, ver, engine)
     full = {'type': checked['type'], **_defaults(ver)}
     full['lambda_v'] = 1.0 if checked.get('model_type', 0) in (1, 2) else 0.1
     full['type_weight'] = [1.0] * len(checked['type'])
+    order = _KEYWORD_ORDER
+    if engine == 'neppo':
+        for key in neppo.REFUSED:
+            full.pop(key, None)
+        full.update(neppo.DEFAULTS)
+        order = _KEYWORD_ORDER + neppo.KEYWORDS
     full.update(checked)
-    return {key: full[key] for key in _KEYWORD_ORDER if key in full}
+    return {key: full[key] for key in order if key in full}
 
 
 # ================================================================================================ nep.in
@@ -438,7 +474,7 @@ def _nep_in_tokens(key: str, value) -> list[str]:
     return [_fmt(v) for v in _values(key, value)]
 
 
-def nep_in(settings: dict, version='5.6', *, foundation=None) -> str:
+def nep_in(settings: dict, version='5.6', *, foundation=None, engine: str = 'gpumd') -> str:
     """The text of ``nep.in`` for ``settings`` (a dict of ``nep.in`` keywords) and GPUMD ``version``.
 
     Values are Python scalars or lists: ``type`` a list of element symbols (the count is written by this
@@ -454,9 +490,12 @@ def nep_in(settings: dict, version='5.6', *, foundation=None) -> str:
     version's default when not given. With ``fine_tune``, ``foundation`` (the foundation ``nep.txt`` path or
     text, or a :func:`read_nep_header` dict) is required: missing architecture keywords are taken from it and
     given ones must match it, and the species must be among the foundation's.
+
+    ``engine='neppo'`` writes the file for neppo's ``neppo train`` (:mod:`.neppo`): its keywords after GPUMD's,
+    several ``generation`` values as training stages, and refuses what neppo would ignore or cannot run.
     """
     ver = parse_gpumd_version(version)
-    checked = _check_settings(settings, ver)
+    checked = _check_settings(settings, ver, engine)
     if 'fine_tune' in checked:
         checked = _apply_foundation(checked, foundation, ver)
     elif foundation is not None:
@@ -465,7 +504,7 @@ def nep_in(settings: dict, version='5.6', *, foundation=None) -> str:
     for key in ('version', 'model_type', 'cutoff', 'n_max', 'basis_size', 'l_max', 'neuron'):
         checked.setdefault(key, defaults[key])
     lines = []
-    for key in _KEYWORD_ORDER:
+    for key in _KEYWORD_ORDER + neppo.KEYWORDS:
         if key not in checked:
             continue
         value = checked[key]
@@ -521,26 +560,38 @@ def _strip_comment(line: str) -> list[str]:
     return tokens
 
 
-def read_nep_in(text_or_path, version=None) -> dict:
+def read_nep_in(text_or_path, version=None, engine: str = 'gpumd') -> dict:
     """The settings dict of a ``nep.in`` (text, path or handle), in the canonical form :func:`nep_in` takes.
 
     ``#`` starts a comment anywhere; ``mode`` is read as ``model_type``; ``cutoff`` and ``type_weight`` before
     ``type`` are refused (as by GPUMD); a keyword given twice keeps its last value (as in GPUMD). ``version``
     (optional) applies that GPUMD version's limits, otherwise the union of all versions' limits is used.
+    ``engine='neppo'`` reads it as neppo does: its keywords and training stages; a keyword given twice, or one
+    neppo would ignore, is refused (neppo refuses the first and only warns about the second).
     """
     text = _read_text(text_or_path, 'nep.in')
     ver = None if version is None else parse_gpumd_version(version)
-    raw: dict = {}
-    species_count = None
+    engine = _engine(engine)
+    known = _KEYWORD_ORDER + (neppo.KEYWORDS if engine == 'neppo' else ())
+    lines: dict = {}
     for number, line in enumerate(text.splitlines(), 1):
         tokens = _strip_comment(line)
         if not tokens:
             continue
         key, args = _ALIASES.get(tokens[0], tokens[0]), tokens[1:]
-        if key not in _KEYWORD_ORDER:
+        if key not in known:
             raise FormatError(f'nep.in line {number}: {key}: unknown keyword')
-        if key in ('cutoff', 'type_weight') and 'type' not in raw:
+        if key in ('cutoff', 'type_weight') and 'type' not in lines:
             raise FormatError(f'nep.in line {number}: {key}: must come after type')
+        if engine == 'neppo' and key in lines:
+            raise FormatError(f'nep.in line {number}: {key}: given twice (neppo refuses a repeated keyword)')
+        lines[key] = (number, args)
+    if 'type' not in lines:
+        raise FormatError('nep.in: type: mandatory keyword missing')
+    stages = len(lines['generation'][1]) if engine == 'neppo' and 'generation' in lines else 1
+    raw: dict = {}
+    species_count = None
+    for key, (number, args) in lines.items():
         try:
             if key == 'type':
                 if not args:
@@ -549,13 +600,16 @@ def read_nep_in(text_or_path, version=None) -> dict:
                 if len(args) - 1 != species_count:
                     raise FormatError(f'type: {species_count} species announced but {len(args) - 1} symbols given')
                 args = args[1:]
-            _canonical(key, args, species_count, ver, from_file=True)
+            try:
+                if engine != 'neppo':
+                    raise KeyError(key)
+                neppo.canonical_neppo_value(key, args, stages)
+            except KeyError:
+                _canonical(key, args, species_count, ver, from_file=True)
         except FormatError as error:
             raise FormatError(f'nep.in line {number}: {error}') from None
         raw[key] = args
-    if 'type' not in raw:
-        raise FormatError('nep.in: type: mandatory keyword missing')
-    return _check_settings(raw, ver)
+    return _check_settings(raw, ver, engine)
 
 
 # ================================================================================================ nep.txt
@@ -854,6 +908,8 @@ LOSS_COLUMNS = {
     6: ('generation', 'loss_total', 'loss_l1', 'loss_l2', 'rmse_tensor_train', 'rmse_tensor_test'),
 }
 _LOSS_KINDS = {10: 'potential', 14: 'charge', 6: 'tensor'}
+#: Names in a ``# columns`` header (neppo writes GPUMD's short ones) -> the names of :data:`LOSS_COLUMNS`.
+_LOSS_HEADER_NAMES = {'total': 'loss_total', 'L1': 'loss_l1', 'L2': 'loss_l2'}
 
 
 def _numeric_rows(handle, what: str, hint: str = '') -> tuple[list[list[float]], list[int], list[str]]:
@@ -875,13 +931,24 @@ def _numeric_rows(handle, what: str, hint: str = '') -> tuple[list[list[float]],
     return rows, numbers, comments
 
 
+def _loss_kind_of(names) -> str:
+    """The kind of a loss.out whose header names its columns (any count of them, e.g. neppo's)."""
+    if any(name.startswith('rmse_charge') for name in names):
+        return 'charge'
+    if any(name.startswith(('rmse_dipole', 'rmse_polarizability', 'rmse_tensor')) for name in names):
+        return 'tensor'
+    return 'potential' if any(name.startswith('rmse_energy') for name in names) else 'custom'
+
+
 def read_loss(path, kind: str | None = None) -> dict:
     """``loss.out``: ``{'kind', 'columns', 'data'}`` with ``data`` an (n_rows, n_columns) float array.
 
     ``kind`` is ``potential`` (10 columns), ``charge`` (qNEP, 14) or ``tensor`` (dipole/polarizability, 6),
     detected from the column count or checked when given. ``#`` lines are skipped; a ``# columns name ...``
-    line, if present, names the columns (and allows other counts). Every row must have the same number of
-    columns: fixed-width fields that ran into each other are reported with their line number.
+    line, if present, names the columns (and allows other counts; ``total``/``L1``/``L2`` are read as
+    ``loss_total``/``loss_l1``/``loss_l2``, and a header repeated per training stage is allowed). Every row must
+    have the same number of columns: fixed-width fields that ran into each other are reported with their line
+    number.
     """
     with open_for_read(path) as handle:
         rows, numbers, comments = _numeric_rows(
@@ -890,7 +957,7 @@ def read_loss(path, kind: str | None = None) -> dict:
     for comment in comments:
         words = comment.lstrip('#').split()
         if words and words[0] == 'columns':
-            names = tuple(words[1:])
+            names = tuple(_LOSS_HEADER_NAMES.get(word, word) for word in words[1:])
     if not rows:
         raise FormatError('loss.out: no data rows')
     width = len(rows[0])
@@ -898,7 +965,7 @@ def read_loss(path, kind: str | None = None) -> dict:
         if len(names) != width:
             raise FormatError(f'loss.out line {numbers[0]}: {width} columns but the "# columns" header names '
                               f'{len(names)}')
-        detected = _LOSS_KINDS.get(width, 'custom')
+        detected = _LOSS_KINDS.get(width) or _loss_kind_of(names)
     else:
         if width not in LOSS_COLUMNS:
             raise FormatError(f'loss.out line {numbers[0]}: {width} columns; expected 10 (potential), 14 (qNEP) or '
@@ -986,7 +1053,8 @@ _MODEL_KEYWORDS = ('version', 'model_type', 'charge_mode', 'zbl', 'use_typewise_
                    'basis_size', 'l_max', 'neuron')
 
 
-def apply_architecture(settings: dict, architecture: dict, source: str, version='5.6') -> dict:
+def apply_architecture(settings: dict, architecture: dict, source: str, version='5.6',
+                       engine: str = 'gpumd') -> dict:
     """``settings`` (with ``type``) checked and completed with the architecture of an existing model.
 
     ``nep`` reads the parameters of ``nep.txt`` (prediction) or ``nep.restart`` (resume) by the counts that
@@ -995,7 +1063,7 @@ def apply_architecture(settings: dict, architecture: dict, source: str, version=
     naming the keyword and ``source`` (e.g. ``'the potential'``).
     """
     ver = parse_gpumd_version(version)
-    checked = _check_settings(settings, ver)
+    checked = _check_settings(settings, ver, engine)
     out = dict(checked)
     for key in _MODEL_KEYWORDS:
         expected = architecture.get(key)
@@ -1011,12 +1079,12 @@ def apply_architecture(settings: dict, architecture: dict, source: str, version=
         if expected is None or not _same(given, expected):
             raise FormatError(f'{key}: {given!r} does not match {source}\'s {expected!r} (the architecture keywords '
                               f'must equal those of {source})')
-    return _check_settings(out, ver)
+    return _check_settings(out, ver, engine)
 
 
-def expected_parameter_count(settings: dict, version='5.6') -> int | None:
+def expected_parameter_count(settings: dict, version='5.6', engine: str = 'gpumd') -> int | None:
     """Trainable parameters (= lines of ``nep.restart``) of the model ``settings`` define; None if unknown."""
-    full = fill_nep_defaults(settings, version)
+    full = fill_nep_defaults(settings, version, engine)
     charge = full.get('charge_mode', 0)
     charge = charge[0] if isinstance(charge, list) else charge
     counts = nep_parameter_count(full['version'], len(full['type']), full['n_max'], full['basis_size'],
