@@ -1,7 +1,8 @@
-"""Parser of ``mlcampaign.nep.train``: a thin layer over ``aiida_mlcampaign.formats.nep``.
+"""Parser of ``mlcampaign.nep.train``: a thin layer over ``aiida_mlcampaign.formats.nep`` and ``.neppo``.
 
-Whatever ``nep`` left that can be read is attached before an exit code is returned, most importantly
-``restart`` after a walltime stop, so a follow-up job can resume from a node.
+Both engines (GPUMD's ``nep``, neppo) write the same files; only their logs differ, and neppo keeps the parity
+rows in ``train.xyz`` order. Whatever the engine left that can be read is attached before an exit code is
+returned, most importantly ``potential`` and (GPUMD) ``restart`` after a walltime stop.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from aiida import orm
 from aiida.common.exceptions import NotExistent
 from aiida.parsers import Parser
 
-from aiida_mlcampaign.calculations.nep import build_nep_in
+from aiida_mlcampaign.calculations.nep import build_nep_in, nep_engine
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.nep import PARITY_RMSE_UNITS, parity_rmse, read_loss, read_nep_stdout, read_parity_set
+from aiida_mlcampaign.formats.neppo import read_neppo_stdout
 
 __all__ = ('NepTrainParser',)
 
@@ -27,7 +29,7 @@ _PARITY_UNITS = {'energy': 'eV/atom', 'force': 'eV/Å', 'virial': 'eV/atom', 'st
 
 
 class NepTrainParser(Parser):
-    """Reads stdout/stderr, ``loss.out``, ``nep.txt``, ``nep.restart`` and the parity files of a ``nep`` run."""
+    """Reads stdout/stderr, ``loss.out``, ``nep.txt``, ``nep.restart`` and the parity files of a nep/neppo run."""
 
     def parse(self, **kwargs):
         try:
@@ -39,7 +41,11 @@ class NepTrainParser(Parser):
         stdout_name = self.node.get_option('output_filename') or calc._STDOUT
         stdout = self._text(stdout_name)
         stderr = self._text(calc._STDERR) or ''
-        log = read_nep_stdout((stdout or '') + '\n' + stderr)
+        self._engine = nep_engine(self.node.inputs.code) if 'code' in self.node.inputs else 'gpumd'
+        if self._engine == 'neppo':
+            log = read_neppo_stdout(stdout or '', stderr)
+        else:
+            log = read_nep_stdout((stdout or '') + '\n' + stderr)
         if log['errors']:
             error = log['errors'][0]
             where = f' ({error["file"]}, line {error["line"]})' if error.get('file') else ''
@@ -49,10 +55,15 @@ class NepTrainParser(Parser):
 
         settings = self._settings()
         prediction = bool(settings.get('prediction', 0))
+        if self._engine == 'neppo':
+            generation = settings.get('generation', 1)
+            stages = len(generation) if isinstance(generation, list) else 1
+            log['finished'] = log['prediction_finished'] if prediction else log['stages_finished'] >= stages
         exit_code = None
         parameters = {
+            'engine': self._engine,
+            'engine_version': log['version'],
             'mode': self._mode(prediction),
-            'gpumd_version_printed': log['version'],
             'finished': log['finished'],
             'time_initialization_s': log['time_initialization_s'],
             'time_training_s': log['time_training_s'],
@@ -61,7 +72,12 @@ class NepTrainParser(Parser):
             'num_batches': log['num_batches'],
             'batch_size_used': log['batch_size'],
             'generations_done': log['last_generation'],
+            'settings': settings,
         }
+        if self._engine == 'neppo':
+            parameters.update({key: log[key] for key in ('torch_version', 'device', 'cpu_threads', 'warnings')})
+        else:
+            parameters['gpumd_version_printed'] = log['version']
 
         final_loss, nan_exit = None, None
         if not prediction:
@@ -104,6 +120,8 @@ class NepTrainParser(Parser):
             return nan_exit
         if not log['finished']:
             return self.exit_codes.ERROR_NOT_FINISHED
+        if not prediction and _collapsed(parity):
+            return self.exit_codes.ERROR_COLLAPSED_MODEL
         return exit_code
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -153,6 +171,8 @@ class NepTrainParser(Parser):
         arrays, errors, order, exit_code = {}, {}, {}, None
         batch = settings.get('batch', 1000)
         batch = batch[0] if isinstance(batch, list) else batch
+        if self._engine == 'neppo':
+            batch = None  # neppo writes the rows in train.xyz order whatever its batches
         for split, port in (('train', 'training_set'), ('test', 'test_set')):
             texts = {f'{kind}_{split}.out': self._text(f'{kind}_{split}.out') for kind in _PARITY_KINDS}
             if not any(texts.values()):
@@ -182,6 +202,24 @@ class NepTrainParser(Parser):
                 errors[f'rows_with_target_{kind}_{split}'] = used
         arrays['_order'] = order
         return arrays, errors, exit_code
+
+
+#: Below this largest |force| (eV/Å) on every training frame a model predicts no forces at all.
+_ZERO_FORCE = 1e-6
+
+
+def _collapsed(parity: dict) -> bool:
+    """Whether the model's forces are zero on every training atom while the labels are not.
+
+    A fit whose neurons all saturated (e.g. too large a learning rate on little data) ends as a constant energy:
+    the loss stops moving, nothing is NaN, and the potential looks fine until an MD run goes nowhere. Seen with
+    neppo's default learning rate on three 2-atom frames.
+    """
+    predicted, target = parity.get('force_train_prediction'), parity.get('force_train_target')
+    if predicted is None or target is None or not len(predicted):
+        return False
+    labels = np.abs(target[np.isfinite(target)])
+    return bool(np.abs(predicted).max() < _ZERO_FORCE and labels.size and labels.max() > 1e3 * _ZERO_FORCE)
 
 
 def _json_number(value) -> float | None:

@@ -17,6 +17,7 @@ from aiida_mlcampaign.calculations.nep import NepTrainCalculation
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.nep import nep_in, read_nep_in, read_nep_restart
+from tests.helpers import python_program
 
 FIXTURES = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd'
 MASTER = FIXTURES / 'nep' / 'pbte_train_master'
@@ -175,9 +176,9 @@ def test_refusals_name_the_field(generate_calc_job, fake_code, pbte, master_mode
 
 # ---------------------------------------------------------------------------------------------------- real runs
 @pytest.fixture
-def replay_code(aiida_code_installed):
-    assert STANDIN.stat().st_mode & 0o111, 'the stand-in must be executable'
-    return aiida_code_installed(label='nep-replay', filepath_executable=str(STANDIN.resolve()),
+def replay_code(aiida_code_installed, tmp_path):
+    """GPUMD's nep replayed (its restart file and batch order are the point of these tests; no GPU here)."""
+    return aiida_code_installed(label='nep-replay', filepath_executable=str(python_program(tmp_path, 'nep', STANDIN)),
                                 default_calc_job_plugin='mlcampaign.nep.train')
 
 
