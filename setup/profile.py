@@ -13,6 +13,8 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
+import sysconfig
 
 #: glibc malloc settings that stop pw.x from mmapping and page-faulting its large arrays every SCF
 #: iteration (measured 494 s -> 86 s for a 56-atom cell together with OpenBLAS).
@@ -31,10 +33,16 @@ KNOWN_EXECUTABLES = {
     'mlp': (None, True),
     'motep': ('mlcampaign.motep.train', False),
     'mlcampaign-explore': ('mlcampaign.mtp.explore', False),
-    'nep': (None, False),
-    'gpumd': (None, False),
+    'nep': ('mlcampaign.nep.train', False),
+    'neppo': ('mlcampaign.nep.train', False),
+    'gpumd': ('mlcampaign.gpumd.md', False),
     'lmp': (None, True),
 }
+#: Programs installed by pip with this package (its console scripts, or its extras): looked for first next to
+#: the running interpreter, so that a job runs them under the interpreter the project is installed in, even when
+#: the job's login shell puts another Python's scripts first on PATH (a virtual environment is not activated
+#: in the job script).
+PYTHON_EXECUTABLES = ('mlcampaign-explore', 'motep', 'neppo')
 
 
 @dataclasses.dataclass
@@ -220,11 +228,22 @@ def ensure_code(label: str, executable: str, computer, plugin: str | None, with_
     return code.store()
 
 
+def find_executable(name: str) -> str | None:
+    """Where ``name`` is: for :data:`PYTHON_EXECUTABLES` first the running interpreter's scripts folder, then PATH."""
+    if name in PYTHON_EXECUTABLES:
+        scripts = pathlib.Path(sysconfig.get_path('scripts'))
+        for folder in (scripts, pathlib.Path(sys.executable).parent):
+            candidate = folder / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return shutil.which(name)
+
+
 def discover_codes(computer, executables: dict | None = None) -> dict[str, object]:
-    """Create a code for every known executable found on PATH; pw.x gets the tuned environment."""
+    """Create a code for every known executable found (:func:`find_executable`); pw.x gets the tuned environment."""
     found = {}
     for name, (plugin, with_mpi) in (executables or KNOWN_EXECUTABLES).items():
-        path = shutil.which(name)
+        path = find_executable(name)
         if not path:
             continue
         prepend = environment_prepend_text() if name in ('pw.x', 'ld1.x', 'mlp', 'lmp') else ''

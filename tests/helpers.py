@@ -1,7 +1,6 @@
 """Test helpers: real programs and services are required under CI, optional on a laptop."""
 
 import os
-import shutil
 import socket
 
 import pytest
@@ -14,7 +13,10 @@ def _missing(message: str):
 
 
 def require_executable(name: str) -> str:
-    path = shutil.which(name)
+    """The path of ``name`` as ``aiida-mlcampaign setup`` finds it (Python programs next to this interpreter first)."""
+    from aiida_mlcampaign.setup.profile import find_executable
+
+    path = find_executable(name)
     if path is None:
         _missing(f'{name} is not on PATH')
     return path
@@ -26,3 +28,20 @@ def require_service(name: str, host: str, port: int) -> None:
             return
     except OSError as exception:
         _missing(f'{name} is not reachable at {host}:{port} ({exception})')
+
+
+def python_program(folder, name: str, script, env: dict | None = None):
+    """An executable ``folder/name`` that runs ``script`` under THIS interpreter, with ``env`` exported first.
+
+    What the suite gives a code as its executable must run under the interpreter the project is installed in: a
+    job's login shell does not activate a virtual environment, so a ``#!/usr/bin/env python3`` script would run
+    under another Python, without the project.
+    """
+    import pathlib
+    import sys
+
+    path = pathlib.Path(folder) / name
+    exports = ''.join(f'export {key}="{value}"\n' for key, value in (env or {}).items())
+    path.write_text(f'#!/bin/sh\n{exports}exec "{sys.executable}" "{script}" "$@"\n')
+    path.chmod(0o755)
+    return path

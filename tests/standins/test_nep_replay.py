@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def job(tmp_path, name, settings, replay_dir=None, stop=None, files=()):
         env['MLCAMPAIGN_NEP_REPLAY_DIR'] = str(replay_dir)
     if stop:
         env['MLCAMPAIGN_NEP_REPLAY_STOP'] = stop
-    result = subprocess.run([str(STANDIN)], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(STANDIN)], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     return folder, result
 
 

@@ -9,7 +9,6 @@ what this frame shows, so no 250-atom frame is sent to pw.x: the DFT path is cov
 
 import pathlib
 import shutil
-import sys
 
 import pytest
 from aiida import orm
@@ -18,18 +17,11 @@ from ase.build import bulk
 
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
+from tests.helpers import python_program
 from tests.workchains.test_active_learning_inputs import label_inputs  # noqa: F401 (fixture)
 
 TESTS = pathlib.Path(__file__).parent.parent
 RECORDED = TESTS / 'fixtures' / 'gpumd'
-
-
-def wrapper(folder: pathlib.Path, name: str, standin: str, env: dict) -> pathlib.Path:
-    script = folder / name
-    exports = ''.join(f'export {key}="{value}"\n' for key, value in env.items())
-    script.write_text(f'#!/bin/sh\n{exports}exec "{sys.executable}" "{TESTS / "standins" / standin}" "$@"\n')
-    script.chmod(0o755)
-    return script
 
 
 @pytest.fixture
@@ -43,8 +35,9 @@ def replay_codes(aiida_localhost, tmp_path):
     md_run.mkdir()
     shutil.copy(RECORDED / 'md' / 'pbte_static_dump_xyz_master' / 'dump.xyz', md_run / 'dump.xyz')
     shutil.copy(RECORDED / 'md' / 'carbon_nve_thermo_v5.6' / 'thermo.out', md_run / 'thermo.out')
-    nep = wrapper(tmp_path, 'nep', 'nep_replay.py', {'MLCAMPAIGN_NEP_REPLAY_DIR': nep_runs})
-    gpumd = wrapper(tmp_path, 'gpumd', 'gpumd_replay.py', {'MLCAMPAIGN_GPUMD_REPLAY_DIR': md_run})
+    nep = python_program(tmp_path, 'nep', TESTS / 'standins' / 'nep_replay.py', {'MLCAMPAIGN_NEP_REPLAY_DIR': nep_runs})
+    gpumd = python_program(tmp_path, 'gpumd', TESTS / 'standins' / 'gpumd_replay.py',
+                           {'MLCAMPAIGN_GPUMD_REPLAY_DIR': md_run})
     return {name: orm.InstalledCode(label=f'{name}-STANDIN-replay', computer=aiida_localhost,
                                     filepath_executable=str(path)).store() for name, path in (('nep', nep),
                                                                                             ('gpumd', gpumd))}

@@ -7,7 +7,6 @@ carbon_nve_thermo_v5.6`` (real GPUMD output; provenance in ``md/SOURCES.md``); n
 """
 
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from ase.build import bulk
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.gpumd_run import read_run_in
 from aiida_mlcampaign.workchains.gpumd_base import GpumdBaseWorkChain, protocol_stages
+from tests.helpers import python_program
 
 TESTS = pathlib.Path(__file__).parent.parent
 STANDIN = TESTS / 'standins' / 'gpumd_replay.py'
@@ -30,10 +30,8 @@ def replay_code(aiida_localhost, tmp_path):
     """``replay_code(stop)``: an InstalledCode running the stand-in with ``MLCAMPAIGN_GPUMD_REPLAY_STOP=stop``."""
 
     def factory(stop: str):
-        wrapper = tmp_path / f'gpumd-{stop}'
-        wrapper.write_text(f'#!/bin/sh\nexport MLCAMPAIGN_GPUMD_REPLAY_DIR="{REPLAY}"\n'
-                           f'export MLCAMPAIGN_GPUMD_REPLAY_STOP="{stop}"\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
-        wrapper.chmod(0o755)
+        wrapper = python_program(tmp_path, f'gpumd-{stop}', STANDIN, {'MLCAMPAIGN_GPUMD_REPLAY_DIR': REPLAY,
+                                                                      'MLCAMPAIGN_GPUMD_REPLAY_STOP': stop})
         return orm.InstalledCode(label=f'gpumd-replay-{stop}', computer=aiida_localhost,
                                  filepath_executable=str(wrapper)).store()
 
