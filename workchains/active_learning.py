@@ -6,8 +6,9 @@ uncertainty is measured and frames chosen:
 
 * ``mtp``: motep fits the MTP; exploration grades frames with mlip-2's extrapolation grade; a
   D-optimal (MaxVol) subset of the extrapolative frames is labelled.
-* ``nep``: a committee of ``committee_size`` NEPs is trained with GPUMD's ``nep`` on the same data
-  (GPUMD's evolution strategy draws its own random initial population, so members differ); the MD
+* ``nep``: a committee of ``committee_size`` NEPs is trained on the same data with GPUMD's ``nep``
+  (its evolution strategy draws its own random initial population, so members differ) or with neppo
+  on the CPU (each member gets its own ``seed``); the MD
   runs on the CPU with the first member (calorine) and the uncertainty of a frame is the largest
   per-atom force standard deviation across the committee. Frames inside the trust window
   ``[select_threshold, break_threshold)`` of ``nep_explore.parameters`` are candidates; the most
@@ -29,7 +30,7 @@ from aiida.engine import ToContext, WorkChain, if_, while_
 
 from aiida_mlcampaign.calculations.explore import MtpExploreCalculation, NepExploreCalculation
 from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
-from aiida_mlcampaign.calculations.nep import NepTrainCalculation
+from aiida_mlcampaign.calculations.nep import NepTrainCalculation, nep_engine
 from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep, select_by_committee
 from aiida_mlcampaign.calculations.selection import select_for_labelling
 from aiida_mlcampaign.calculations.training_set import candidates_from_trajectory, merge_training_sets
@@ -183,6 +184,18 @@ def _validate_nep_inputs(inputs):
                 return f'nep_explore.structures.{key}: species {extra} are not in nep_train.species'
 
 
+def _member_settings(settings: orm.Dict | None, member: int) -> orm.Dict:
+    """The settings of committee member ``member`` for neppo: its own ``seed`` (the given one + member).
+
+    GPUMD's ``nep`` draws a new random population every run, so its members differ by themselves; neppo starts
+    from ``seed`` (42 by default), and members with the same seed would be the same model and measure no
+    uncertainty. A negative seed (random in neppo) is kept as it is.
+    """
+    values = settings.get_dict() if settings is not None else {}
+    seed = int(values.get('seed', 42))
+    return orm.Dict({**values, 'seed': seed + member if seed >= 0 else seed})
+
+
 def get_nep_builder_from_loop(loop, code, settings=None, **inputs):
     """A ``NepTrainCalculation`` builder for the DFT frames of a finished loop (of either family).
 
@@ -213,7 +226,8 @@ class ActiveLearningWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('family', valid_type=orm.Str, default=lambda: orm.Str('mtp'), validator=validate_family,
-                   help="Potential family: 'mtp' (motep, mlip-2 format) or 'nep' (GPUMD nep committee).")
+                   help="Potential family: 'mtp' (motep, mlip-2 format) or 'nep' (a committee trained by GPUMD's nep "
+                        'or neppo, chosen by nep_train.code).')
         spec.input('training_set', valid_type=TrainingSetData,
                    help='Labelled frames to start from (e.g. the output of mlcampaign.dft.label or .aimd).')
         spec.input('test_set', valid_type=TrainingSetData, required=False,
@@ -229,8 +243,9 @@ class ActiveLearningWorkChain(WorkChain):
         spec.expose_inputs(NepTrainCalculation, namespace='nep_train',
                            exclude=('training_set', 'test_set', 'restart', 'foundation', 'foundation_restart',
                                     'potential'),
-                           namespace_options={**optional, 'help': 'Family nep: GPUMD nep training of every '
-                                                               'committee member (code, settings, species).'})
+                           namespace_options={**optional, 'help': 'Family nep: training of every committee '
+                                                               'member with GPUMD\'s nep or neppo (code, '
+                                                               'settings, species).'})
         spec.expose_inputs(NepExploreCalculation, namespace='nep_explore', exclude=('potentials',),
                            namespace_options={**optional, 'help': 'Family nep: exploration MD with the committee '
                                                                '(code, structures, parameters incl. the trust '
@@ -337,9 +352,10 @@ class ActiveLearningWorkChain(WorkChain):
             futures = {}
             for member in range(self.inputs.committee_size.value):
                 label = self._label(f'train_member_{member}')
-                futures[f'trained_member_{member}'] = self.submit(
-                    NepTrainCalculation, **{**inputs, 'metadata': {**inputs.get('metadata', {}),
-                                                                   'call_link_label': label}})
+                member_inputs = {**inputs, 'metadata': {**inputs.get('metadata', {}), 'call_link_label': label}}
+                if nep_engine(inputs.code) == 'neppo':
+                    member_inputs['settings'] = _member_settings(inputs.get('settings'), member)
+                futures[f'trained_member_{member}'] = self.submit(NepTrainCalculation, **member_inputs)
             return ToContext(**futures)
         inputs = AttributeDict(self.exposed_inputs(MotepTrainCalculation, namespace='train'))
         inputs.potential = self.inputs.potential

@@ -1,14 +1,13 @@
 """Drives the NEP family of ``mlcampaign.al.loop`` on a daemon for test_nep_loop.py, in its own process.
 
 Usage:
-    python nep_script.py PROFILE REPLAY_DIR submit   -> {"pk": ...}  (labels a PbTe seed set with pw.x first)
-    python nep_script.py PROFILE REPLAY_DIR state PK -> {"terminated": ...}
-    python nep_script.py PROFILE REPLAY_DIR report PK -> outputs, committee, selection, PwCalculation census
+    python nep_script.py PROFILE submit   -> {"pk": ...}  (labels a PbTe seed set with pw.x first)
+    python nep_script.py PROFILE state PK -> {"terminated": ...}
+    python nep_script.py PROFILE report PK -> outputs, committee, selection, PwCalculation census
 
-The only stand-in is GPUMD's ``nep`` (no GPU here): ``tests/standins/nep_replay.py``, which REPLAYS two
-RECORDED REAL PbTe models (GPUMD master and v3.9.5 examples) as the two committee members and computes
-their parity files with calorine. Everything else is real: pw.x labels, the CPU exploration MD with the
-NEPs (calorine), the committee deviations, the selection and the merge.
+Nothing is a stand-in: the committee members are trained by the real neppo (the code ``neppo@localhost`` that
+``aiida-mlcampaign setup`` made), each with its own seed; the labels are real pw.x runs, the exploration MD and
+the committee deviations run the trained NEPs with calorine.
 """
 
 import json
@@ -20,10 +19,16 @@ from aiida.engine import run_get_node, submit
 from ase.build import bulk
 
 HERE = pathlib.Path(__file__).parent
-STANDIN = HERE.parent / 'standins' / 'nep_replay.py'
 # Pb's 5d needs about 40 Ry; 35/280 Ry keeps pw.x to seconds and the forces qualitatively right.
 TINY_DFT = {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 35.0, 'ecutrho': 280.0}}}}
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
+#: One thread per neppo job (OMP_NUM_THREADS=1): the two members train side by side on the two cores.
+NEPPO_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1, 'num_cores_per_mpiproc': 1},
+                 'max_wallclock_seconds': 600}
+#: A small NEP (a few hundred AdamW steps on a handful of 2-atom frames: seconds per member). neppo's default
+#: learning rate (1e-2) saturates the neurons of so small a model on three frames (zero forces, exit 501).
+NEPPO_SETTINGS = {'cutoff': [6.0, 4.0], 'n_max': [4, 4], 'basis_size': [4, 4], 'neuron': 10, 'batch': 3,
+                  'generation': 300, 'output_interval': 100, 'seed': 1, 'learning_rate': [1e-3, 1e-4]}
 FAMILY = 'PSL-US-1.0.0-PBE-mlcampaign'
 
 
@@ -31,15 +36,6 @@ def pbte(rattle, seed, cubic=False):
     atoms = bulk('PbTe', 'rocksalt', a=6.46, cubic=cubic)
     atoms.rattle(rattle, seed=seed)
     return atoms
-
-
-def replay_code(replay_dir):
-    """The stand-in ``nep``, labelled so that nobody mistakes its models for trained ones."""
-    code = orm.InstalledCode(computer=orm.load_computer('localhost'), filepath_executable=str(STANDIN),
-                             label='nep-STANDIN-replays-recorded-models', default_calc_job_plugin='mlcampaign.nep.train')
-    code.prepend_text = f'export MLCAMPAIGN_NEP_REPLAY_DIR={replay_dir}'
-    code.description = 'Test stand-in for GPUMD nep: replays recorded real models (no GPU on this machine).'
-    return code.store()
 
 
 def label(structures):
@@ -52,7 +48,7 @@ def label(structures):
     return builder
 
 
-def loop_builder(training_set, replay_dir):
+def loop_builder(training_set):
     from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
 
     template = label([orm.StructureData(ase=pbte(0.0, 0))])
@@ -60,10 +56,9 @@ def loop_builder(training_set, replay_dir):
     builder.family = orm.Str('nep')
     builder.training_set = training_set
     builder.committee_size = orm.Int(2)
-    builder.nep_train.code = replay_code(replay_dir)
-    builder.nep_train.species = orm.List(['Te', 'Pb'])  # the recorded models' type order
-    builder.nep_train.settings = orm.Dict({'generation': 1000, 'batch': 100})
-    builder.nep_train.metadata = {'options': OPTIONS}
+    builder.nep_train.code = orm.load_code('neppo@localhost')
+    builder.nep_train.settings = orm.Dict(NEPPO_SETTINGS)
+    builder.nep_train.metadata = {'options': NEPPO_OPTIONS}
     builder.nep_explore.code = orm.load_code('mlcampaign-explore@localhost')
     builder.nep_explore.structures = {'start': orm.StructureData(ase=pbte(0.02, 9, cubic=True))}
     builder.nep_explore.parameters = orm.Dict({
@@ -79,17 +74,17 @@ def loop_builder(training_set, replay_dir):
 
 
 def main():
-    profile, replay_dir, command = sys.argv[1], sys.argv[2], sys.argv[3]
+    profile, command = sys.argv[1], sys.argv[2]
     load_profile(profile)
     if command == 'submit':
         results, node = run_get_node(label([orm.StructureData(ase=pbte(0.08, seed)) for seed in range(3)]))
         assert node.is_finished_ok, node.exit_status
-        loop = submit(loop_builder(results['training_set'], replay_dir))
+        loop = submit(loop_builder(results['training_set']))
         print(json.dumps({'pk': loop.pk, 'seed_frames': results['training_set'].num_frames}))
     elif command == 'state':
-        print(json.dumps({'terminated': orm.load_node(int(sys.argv[4])).is_terminated}))
+        print(json.dumps({'terminated': orm.load_node(int(sys.argv[3])).is_terminated}))
     elif command == 'report':
-        node = orm.load_node(int(sys.argv[4]))
+        node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok,
                   'children': sorted(link.link_label for link in node.base.links.get_outgoing().all()
                                      if link.link_label.startswith('iteration_'))}
@@ -113,6 +108,9 @@ def main():
                 'deviation_arrays': deviations.get_arraynames() if deviations is not None else [],
                 'train_codes': sorted({n.inputs.code.label for n in node.called
                                        if n.process_type and n.process_type.endswith('mlcampaign.nep.train')}),
+                'train_engines': sorted({(n.outputs.output_parameters['engine'], n.inputs.settings['seed'])
+                                         for n in node.called if n.process_type
+                                         and n.process_type.endswith('mlcampaign.nep.train')}),
             })
         print(json.dumps(report, default=str))
 

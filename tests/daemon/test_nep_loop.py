@@ -1,13 +1,12 @@
-"""The NEP family of ``mlcampaign.al.loop`` on a running daemon (embedded profile: sqlite + ZeroMQ).
+"""The NEP family of ``mlcampaign.al.loop`` on a running daemon (embedded profile: sqlite + ZeroMQ), all real.
 
-One iteration on PbTe: a committee of two NEPs (the stand-in ``nep`` replays two recorded real GPUMD
-models, see ``tests/standins/nep_replay.py``; no GPU here), CPU exploration MD with them, selection by
-the committee's force spread inside the trust window, pw.x labels of the selected frames, merge.
+One iteration on PbTe: a committee of two NEPs trained by neppo (different seeds) on pw.x labels, CPU
+exploration MD with them (calorine), selection by the committee's force spread inside the trust window,
+pw.x labels of the selected frames, merge. No stand-in anywhere.
 """
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,17 +18,16 @@ from tests.helpers import require_executable
 
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
 SCRIPT = str(HERE / 'nep_script.py')
-RECORDED = HERE.parent / 'fixtures' / 'gpumd' / 'nep'
 
 
-def script(env, profile, replay, *args):
-    output = run([sys.executable, SCRIPT, profile, str(replay), *map(str, args)], env=env)
+def script(env, profile, *args):
+    output = run([sys.executable, SCRIPT, profile, *map(str, args)], env=env)
     return json.loads(output.strip().splitlines()[-1])
 
 
 @pytest.fixture
 def nep_env(tmp_path):
-    for executable in ('pw.x', 'mlcampaign-explore'):
+    for executable in ('pw.x', 'mlcampaign-explore', 'neppo'):
         require_executable(executable)
     env = dict(os.environ)
     env['AIIDA_PATH'] = str(tmp_path / 'aiida')
@@ -37,34 +35,23 @@ def nep_env(tmp_path):
     return env
 
 
-@pytest.fixture
-def replay_dir(tmp_path):
-    """Two recorded real PbTe runs of GPUMD's nep, one per committee member."""
-    folder = tmp_path / 'recorded-nep-runs'
-    for member, run_name in enumerate(('pbte_train_master', 'pbte_train_legacy_v3.9.5')):
-        target = folder / f'member_{member}'
-        target.mkdir(parents=True)
-        for name in ('nep.txt', 'loss.out'):
-            shutil.copy(RECORDED / run_name / name, target / name)
-    return folder
-
-
-def test_nep_committee_loop_on_the_daemon(nep_env, replay_dir):
+def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env):
     profile = 'mlcampaign-nep'
     try:
         run(['aiida-mlcampaign', 'setup', '--profile', profile, '--mpiprocs', '1'], env=nep_env)
         verdi(profile, 'daemon', 'start', '2', env=nep_env)
-        pk = script(nep_env, profile, replay_dir, 'submit')['pk']
+        pk = script(nep_env, profile, 'submit')['pk']
         deadline = time.monotonic() + 1200
-        while not script(nep_env, profile, replay_dir, 'state', pk)['terminated']:
+        while not script(nep_env, profile, 'state', pk)['terminated']:
             assert time.monotonic() < deadline, 'the NEP loop did not finish in 20 min'
             time.sleep(3)
-        report = script(nep_env, profile, replay_dir, 'report', pk)
+        report = script(nep_env, profile, 'report', pk)
         print('NEP loop report:', json.dumps(report, indent=1))  # figures for the issue notes (pytest -s)
         assert report['finished_ok'], report
-        assert report['train_codes'] == ['nep-STANDIN-replays-recorded-models']
-        # Two members with different (recorded) models, both PbTe in the recorded type order.
-        assert report['members'] == {'member_0': ['Te', 'Pb'], 'member_1': ['Te', 'Pb']}
+        # Two members trained by the real neppo, seeds 1 and 2: two different models of the same species.
+        assert report['train_codes'] == ['neppo']
+        assert report['train_engines'] == [['neppo', 1], ['neppo', 2]]
+        assert report['members'] == {'member_0': ['Pb', 'Te'], 'member_1': ['Pb', 'Te']}
         assert len(report['member_checksums']) == 2 and report['potential_is_member_0']
         row = report['summary'][0]
         assert row['explored_frames'] > 0 and 0.0 <= row['candidate_fraction'] <= 1.0
