@@ -122,3 +122,18 @@ def test_refusal_by_neppo_is_reported(generate_calc_job_node, neppo_code, frames
         RUNS / 'refused')
     assert status == EXIT.ERROR_INPUT_REFUSED.status
     assert 'NotImplementedError: neppo does not support the keyword fine_tune' in message
+
+
+def test_collapsed_model_is_a_scientific_failure(generate_calc_job_node, neppo_code, frames):  # noqa: F811
+    """A real neppo run at 100x its default learning rate ends normally with a model whose forces are all zero."""
+    settings = {**SETTINGS, 'generation': 100, 'batch': 4, 'output_interval': 50, 'seed': 7,
+                'learning_rate': [1.0, 1.0]}
+    results, status, message = parse(generate_calc_job_node, {
+        'code': neppo_code, 'training_set': frames['train'], 'settings': orm.Dict(settings)}, RUNS / 'collapsed')
+    assert status == EXIT.ERROR_COLLAPSED_MODEL.status, message
+    assert 'learning' in message  # the message says what to change
+    # the model and its curve are kept for inspection; its forces are zero where the labels are not
+    assert results['potential'].species == ['Cu', 'Au'] and results['output_parameters']['finished']
+    parity = results['parity']
+    assert np.abs(parity.get_array('force_train_prediction')).max() == 0.0
+    assert np.abs(parity.get_array('force_train_target')).max() > 7.0
