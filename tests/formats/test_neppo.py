@@ -69,7 +69,7 @@ def test_defaults_say_what_neppo_runs():
     ({'learning_rate': [1e-2]}, r'learning_rate: expected 2 value\(s\), got 1'),
     ({'learning_rate': [1e-2, 0.0]}, 'learning_rate: must be positive'),
     ({'generation': [10, 20], 'lambda_f': [1, 2, 3]}, r'lambda_f: expected 1 \(all stages\) or 2 \(one per stage\)'),
-    ({'lambda_e': -1}, 'lambda_e: must be non-negative'),
+    ({'lambda_e': -1}, 'lambda_e: must be >= 0'),
     ({'charge_vdw': 1}, 'charge_vdw: neppo supports only charge_vdw 0'),
     ({'charge_mode': [1, 1]}, 'charge_mode: neppo does not support flip_charge'),
     ({'version': 3}, 'version: NEP version 3 is not accepted'),

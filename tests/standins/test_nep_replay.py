@@ -43,7 +43,8 @@ def job(tmp_path, name, settings, replay_dir=None, stop=None, files=()):
         env['MLCAMPAIGN_NEP_REPLAY_DIR'] = str(replay_dir)
     if stop:
         env['MLCAMPAIGN_NEP_REPLAY_STOP'] = stop
-    result = subprocess.run([sys.executable, str(STANDIN)], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(STANDIN)], cwd=folder, env=env, capture_output=True, text=True,
+                            timeout=120)
     return folder, result
 
 

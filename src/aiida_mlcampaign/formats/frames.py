@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import re
 
 import numpy as np
 
@@ -175,3 +177,39 @@ def matrix_to_voigt(matrix) -> np.ndarray:
     """Voigt order xx yy zz yz xz xy (ASE's and mlip-2's)."""
     m = np.asarray(matrix, dtype=float).reshape(3, 3)
     return np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+
+
+def checked_int(key: str, value, low=None, high=None) -> int:
+    """An integer (or its text) within ``[low, high]``; a bool or a float is refused, naming ``key``."""
+    if isinstance(value, bool):
+        raise FormatError(f'{key}: expected an integer, got {value!r}')
+    if isinstance(value, str):
+        if not re.fullmatch(r'[+-]?\d+', value.strip()):
+            raise FormatError(f'{key}: expected an integer, got {value!r}')
+        value = int(value)
+    elif isinstance(value, (int, np.integer)):
+        value = int(value)
+    else:
+        raise FormatError(f'{key}: expected an integer, got {value!r}')
+    if low is not None and value < low:
+        raise FormatError(f'{key}: must be >= {low}, got {value}')
+    if high is not None and value > high:
+        raise FormatError(f'{key}: must be <= {high}, got {value}')
+    return value
+
+
+def checked_float(key: str, value, low=None, high=None) -> float:
+    """A finite number (or its text) within ``[low, high]``; a bool is refused, naming ``key``."""
+    if isinstance(value, bool):
+        raise FormatError(f'{key}: expected a number, got {value!r}')
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FormatError(f'{key}: expected a number, got {value!r}') from None
+    if not math.isfinite(number):
+        raise FormatError(f'{key}: not a finite number ({value!r})')
+    if low is not None and number < low:
+        raise FormatError(f'{key}: must be >= {low:g}, got {number:g}')
+    if high is not None and number > high:
+        raise FormatError(f'{key}: must be <= {high:g}, got {number:g}')
+    return number

@@ -38,6 +38,8 @@ from ase.data import chemical_symbols
 
 from . import neppo
 from .frames import FormatError
+from .frames import checked_float as _float
+from .frames import checked_int as _int
 from .textio import open_for_read
 
 __all__ = [
@@ -151,41 +153,6 @@ def _defaults(version: Version | None) -> dict:
         'initial_para': 1.0,
         'sigma0': 0.1,
     }
-
-
-# ================================================================================================ value checks
-def _int(key: str, value, low=None, high=None) -> int:
-    if isinstance(value, bool):
-        raise FormatError(f'{key}: expected an integer, got {value!r}')
-    if isinstance(value, str):
-        if not _INT_RE.match(value.strip()):
-            raise FormatError(f'{key}: expected an integer, got {value!r}')
-        value = int(value)
-    elif isinstance(value, (int, np.integer)):
-        value = int(value)
-    else:
-        raise FormatError(f'{key}: expected an integer, got {value!r}')
-    if low is not None and value < low:
-        raise FormatError(f'{key}: must be >= {low}, got {value}')
-    if high is not None and value > high:
-        raise FormatError(f'{key}: must be <= {high}, got {value}')
-    return value
-
-
-def _float(key: str, value, low=None, high=None) -> float:
-    if isinstance(value, bool):
-        raise FormatError(f'{key}: expected a number, got {value!r}')
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise FormatError(f'{key}: expected a number, got {value!r}') from None
-    if not math.isfinite(number):
-        raise FormatError(f'{key}: not a finite number ({value!r})')
-    if low is not None and number < low:
-        raise FormatError(f'{key}: must be >= {low:g}, got {number:g}')
-    if high is not None and number > high:
-        raise FormatError(f'{key}: must be <= {high:g}, got {number:g}')
-    return number
 
 
 def _values(key: str, value) -> list:

@@ -25,10 +25,9 @@ input and reads its files. What differs, and is handled here:
 
 from __future__ import annotations
 
-import math
 import re
 
-from .frames import FormatError
+from .frames import FormatError, checked_float, checked_int
 
 __all__ = ['DEFAULTS', 'KEYWORDS', 'REFUSED', 'STAGE_KEYWORDS', 'canonical_neppo_value', 'neppo_stages',
            'read_neppo_stdout']
@@ -69,21 +68,14 @@ STAGE_KEYWORDS = {'lambda_1': 1, 'lambda_2': 1, 'lambda_e': 1, 'lambda_f': 1, 'l
 
 
 def _number(key: str, value, *, positive: bool = False) -> float:
-    if isinstance(value, bool):
-        raise FormatError(f'{key}: expected a number, got {value!r}')
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise FormatError(f'{key}: expected a number, got {value!r}') from None
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise FormatError(f'{key}: must be {"positive" if positive else "non-negative"} and finite, got {value!r}')
+    number = checked_float(key, value, low=0)
+    if positive and number == 0:
+        raise FormatError(f'{key}: must be positive, got {value!r}')
     return number
 
 
 def _integer(key: str, value) -> int:
-    if isinstance(value, bool) or not re.fullmatch(r'[+-]?\d+', str(value).strip()):
-        raise FormatError(f'{key}: expected an integer, got {value!r}')
-    return int(str(value).strip())
+    return checked_int(key, value.strip() if isinstance(value, str) else value)
 
 
 def neppo_stages(settings: dict) -> int:
