@@ -139,12 +139,6 @@ def build_nep_in(inputs) -> tuple[str, dict]:
     return text, fill_nep_defaults(read_nep_in(text, version, engine), version, engine)
 
 
-def _absent_species(node: TrainingSetData, species: list[str]) -> list[str]:
-    """The symbols of ``species`` that no atom of ``node`` has."""
-    used = {node.species[index] for index in np.unique(node.get_array('species_index'))}
-    return [symbol for symbol in species if symbol not in used]
-
-
 def _check_frames(node: TrainingSetData, port: str, species: list[str], model_type: int) -> str | None:
     if node.num_frames == 0:
         return f'{port}: no frames'
@@ -227,6 +221,11 @@ def _validate_nep_inputs(inputs):
         generations = settings['generation'] if isinstance(settings['generation'], list) else [settings['generation']]
         if min(generations) < 1:
             return 'settings.generation: 0 trains nothing; to evaluate a model give it as the potential input'
+        used = {inputs['training_set'].species[i] for i in np.unique(inputs['training_set'].get_array('species_index'))}
+        absent = [symbol for symbol in species if symbol not in used]
+        if absent:
+            return (f'species: {absent} have no atom in training_set; their part of the model could not be fitted '
+                    '(leave them out, or add frames that contain them)')
     version = _version(inputs)
     if 'restart' in inputs:
         message = _check_restart_file(inputs['restart'], 'restart', expected_parameter_count(settings, version),
@@ -380,13 +379,7 @@ class NepTrainCalculation(GpuCalcJob):
                                'learning rate (neppo: learning_rate) or add data. The potential is attached.')
 
     def prepare_for_submission(self, folder):
-        text, settings = build_nep_in(self.inputs)
-        if 'potential' not in self.inputs:
-            absent = _absent_species(self.inputs.training_set, settings['type'])
-            if absent:
-                # Not refused: a model listing more species than the frames hold is how a later fine-tune or a
-                # shared type order starts; but its parameters for those species stay as initialised.
-                self.report(f'species {absent} have no atom in training_set: their part of the model is not fitted')
+        text, _ = build_nep_in(self.inputs)
         with folder.open(self._INPUT, 'w') as handle:
             handle.write(text)
         self.inputs.training_set.export_extxyz(folder.get_abs_path(self._TRAIN))

@@ -75,9 +75,9 @@ def test_training_files(generate_calc_job, fake_code, pbte, tmp_path):
 
 def test_version_defaults_and_species_order(generate_calc_job, fake_code, pbte):
     _, folder, process = generate_calc_job(NepTrainCalculation, _inputs(
-        fake_code(), pbte, gpumd_version=orm.Str('4.0'), species=orm.List(['Pb', 'Te', 'S'])))
+        fake_code(), pbte, gpumd_version=orm.Str('4.0'), species=orm.List(['Pb', 'Te'])))
     written = read_nep_in((folder / 'nep.in').read_text())
-    assert written['type'] == ['Pb', 'Te', 'S']
+    assert written['type'] == ['Pb', 'Te']  # the order given, not the frames' (Te, Pb)
     assert written['n_max'] == [4, 4] and written['basis_size'] == [8, 8]  # defaults before v5.2
     assert process.inputs.metadata.options.withmpi is False
     assert process.inputs.metadata.options.resources == {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
@@ -133,8 +133,10 @@ def test_refusals_name_the_field(generate_calc_job, fake_code, pbte, master_mode
         ({'settings': orm.Dict({'model_type': 1})}, r'settings.model_type: dipole/polarizability'),
         ({'species': orm.List(['Te'])}, r"training_set: species \['Pb'\] occur in the frames but not in species"),
         ({'species': orm.List(['Te', 'Xx'])}, r"species: 'Xx' is not an element"),
-        ({'test_set': TrainingSetData.from_extxyz(TRAIN_XYZ).store(), 'species': orm.List(['Te', 'Pb', 'S']),
-          'training_set': pbte.subset([0]).store()}, None),  # accepted: a superset of the species is fine
+        ({'test_set': TrainingSetData.from_extxyz(TRAIN_XYZ).store(), 'species': orm.List(['Pb', 'Te']),
+          'training_set': pbte.subset([0]).store()}, None),  # accepted: the frames re-ordered to species
+        # A species without atoms would leave its part of the model as initialised: refused, for nep as for neppo.
+        ({'species': orm.List(['Te', 'Pb', 'S'])}, r"species: \['S'\] have no atom in training_set"),
         ({'gpumd_version': orm.Str('3.1')}, r'gpumd_version: .*not supported'),
         ({'restart': _restart(20)}, r'restart: holds 20 parameters but the architecture of settings has 3033'),
         ({'foundation': master_model}, r'foundation_restart: fine-tuning needs both'),

@@ -74,6 +74,7 @@ def test_files_for_neppo(generate_calc_job, neppo_code, frames):
     ({'generation': 0}, {}, 'settings.generation: neppo takes a positive number of AdamW steps'),
     ({'save_potential': [10, 0, 1]}, {}, 'settings.save_potential: neppo would ignore it'),
     ({'seed': 'x'}, {}, 'settings.seed: expected an integer'),
+    ({}, {'species': ['Cu', 'Au', 'Ag']}, r"species: \['Ag'\] have no atom in training_set"),
     ({}, {'gpumd_version': '4.0'}, "gpumd_version: '4.0' selects the nep.in of an older GPUMD, but the code is neppo"),
 ])
 def test_what_neppo_cannot_honour_is_refused_before_submission(generate_calc_job, neppo_code, frames, settings,
@@ -81,16 +82,6 @@ def test_what_neppo_cannot_honour_is_refused_before_submission(generate_calc_job
     extra = {key: orm.List(value) if isinstance(value, list) else orm.Str(value) for key, value in extra.items()}
     with pytest.raises(ValueError, match=message):
         generate_calc_job(NepTrainCalculation, _inputs(neppo_code, frames['train'], settings, **extra))
-
-
-def test_species_without_atoms_are_reported_not_refused(generate_calc_job, neppo_code, frames):
-    """A superset of the frames' species is a legitimate type order (a later fine-tune, a shared order); neppo fits
-    it (checked: 20 steps on these frames with ``type 3 Cu Au Ag`` ran and wrote a 3-species nep.txt)."""
-    _, folder, process = generate_calc_job(NepTrainCalculation, _inputs(
-        neppo_code, frames['train'], {}, species=orm.List(['Cu', 'Au', 'Ag'])))
-    assert read_nep_in((folder / 'nep.in').read_text(), engine='neppo')['type'] == ['Cu', 'Au', 'Ag']
-    logs = [entry.message for entry in orm.Log.collection.get_logs_for(process.node)]
-    assert any("['Ag'] have no atom in training_set" in message for message in logs)
 
 
 def test_resume_and_fine_tune_are_refused_for_neppo(generate_calc_job, neppo_code, frames):
@@ -131,9 +122,14 @@ def test_neppo_trains_and_cpunep_reproduces_its_predictions(neppo_code, frames):
 
 
 def test_walltime_stop_keeps_the_last_model(neppo_code, frames, tmp_path):
-    """A scheduler's walltime kill is SIGTERM: here ``timeout`` sends it to the real neppo after 12 s."""
+    """A scheduler's walltime kill is SIGTERM: here the wrapper sends it to the real neppo once neppo has saved a
+    model (not after a fixed time, which a loaded machine may spend importing torch)."""
     wrapper = tmp_path / 'neppo-walltime'
-    wrapper.write_text(f'#!/bin/sh\nexec timeout -s TERM 12 "{neppo_code.filepath_executable}" "$@"\n')
+    wrapper.write_text(
+        '#!/bin/sh\n'
+        f'"{neppo_code.filepath_executable}" "$@" & pid=$!\n'
+        'while [ ! -s nep.txt ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done\n'
+        'sleep 2\nkill -TERM $pid\nwait $pid\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     code = orm.InstalledCode(label='neppo-walltime', computer=neppo_code.computer, filepath_executable=str(wrapper))
     settings = {**SMALL, 'generation': 10 ** 7, 'output_interval': 10}
