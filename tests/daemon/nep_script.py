@@ -69,7 +69,7 @@ def loop_builder(training_set):
         setattr(builder.label, key, template[key])
     builder.label.max_concurrent = orm.Int(2)
     builder.label_budget = orm.Int(2)
-    builder.max_iterations = orm.Int(1)
+    builder.max_iterations = orm.Int(2)  # the second one retrains on the new labels
     return builder
 
 

@@ -57,10 +57,14 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env):
         assert row['explored_frames'] > 0 and 0.0 <= row['candidate_fraction'] <= 1.0
         assert row['train_force_rmse'] is not None
         assert 1 <= row['labels_added'] <= 2
-        assert report['training_frames'] == report['input_frames'] + row['labels_added']
+        assert row['training_frames_after'] == report['input_frames'] + row['labels_added']
         assert row['new_frames_force_rmse'] is not None
         assert {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_explore',
                 'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
                 'iteration_01_merge'} <= set(report['children'])
+        # Retrain: the second committee is trained on the seed frames plus the pw.x labels of the first iteration.
+        second = report['summary'][1]
+        assert second['iteration'] == 2 and second['training_frames'] == row['training_frames_after']
+        assert {'iteration_02_train_member_0', 'iteration_02_train_member_1'} <= set(report['children'])
     finally:
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=nep_env, capture_output=True, check=False)
