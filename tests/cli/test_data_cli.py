@@ -78,3 +78,18 @@ def test_verdi_data_subcommand_is_registered():
 
     result = subprocess.run(['verdi', 'data', 'mlcampaign', '--help'], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and 'export' in result.stdout
+
+
+def test_failed_export_keeps_the_existing_file(runner, aiida_profile_clean, fixtures_dir, tmp_path):
+    """Frames without forces cannot go into GPUMD's train.xyz: the export fails and the old file stays."""
+    from aiida_mlcampaign.data.training_set import TrainingSetData
+    from aiida_mlcampaign.formats.extxyz import read_extxyz
+
+    frames = list(read_extxyz(fixtures_dir / FIXTURE))
+    frames[1].forces = None
+    node = TrainingSetData.from_frames(frames).store()
+    output = tmp_path / 'train.xyz'
+    output.write_text('an earlier export\n')
+    result = runner.invoke(cli, ['data', '-p', aiida_profile_clean.name, 'export', str(node.pk), '-o', str(output)])
+    assert result.exit_code == 1 and 'unchanged' in result.output and 'frame 1' in result.output, result.output
+    assert output.read_text() == 'an earlier export\n' and [p.name for p in tmp_path.iterdir()] == ['train.xyz']

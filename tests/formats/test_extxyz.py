@@ -142,6 +142,13 @@ def test_failed_write_removes_the_file(tmp_path):
     with pytest.raises(FormatError):
         write_extxyz([sign_case_frame(), bad], path)
     assert not path.exists()
+    path.write_text('kept\n')  # a failed export once deleted the file it was asked to replace
+    with pytest.raises(FormatError):
+        write_extxyz([sign_case_frame(), bad], path)
+    assert path.read_text() == 'kept\n' and sorted(p.name for p in tmp_path.iterdir()) == ['train.xyz']
+    path.chmod(0o640)
+    write_extxyz([sign_case_frame()], path)
+    assert path.read_text().startswith('2\n') and path.stat().st_mode & 0o777 == 0o640
 
 
 def test_ase_convention_allows_missing_labels_and_writes_stress():
@@ -393,6 +400,21 @@ def test_malformed_extxyz(text, needle):
     with pytest.raises(FormatError, match=needle) as info:
         read_text(valid + text)
     assert 'frame 1' in str(info.value)  # the frame index is named; the valid frame 0 read fine
+
+
+@pytest.mark.parametrize('atom_line, header, field', [
+    ('Si 0 0 0 0 nan 0', GOOD_HEADER, 'force'),
+    ('Si 0 0 0 0 0 -inf', GOOD_HEADER, 'force'),
+    ('Si 0 NaN 0 0 0 0', GOOD_HEADER, 'pos'),
+    ('Si 0 0 0 0 0 0', GOOD_HEADER.replace(' 2"', ' nan"'), 'Lattice'),
+    ('Si 0 0 0 0 0 0', GOOD_HEADER + ' stress="0 0 0 0 0 inf"', 'stress'),
+])
+def test_non_finite_numbers_are_refused_with_frame_and_line(atom_line, header, field):
+    """One NaN force once dropped every force label of its frame (trained on the energy alone): now refused."""
+    text = '1\n' + GOOD_HEADER + '\nSi 1 1 1 0 0 0\n' + '1\n' + header + '\n' + atom_line + '\n'
+    line = 6 if field in ('force', 'pos') else 5
+    with pytest.raises(FormatError, match=rf'frame 1 \(line {line}\): {field}: non-finite value'):
+        read_text(text)
 
 
 def test_error_names_the_line_number():

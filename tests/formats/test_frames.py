@@ -66,3 +66,12 @@ def test_frame_validation_names_the_field(kwargs, field):
     arguments = {'symbols': ['Cu'], 'cell': np.eye(3), 'positions': [[0, 0, 0]], **kwargs}
     with pytest.raises(FormatError, match=field):
         Frame(**arguments)
+
+
+@pytest.mark.parametrize('field', ['positions', 'forces', 'cell', 'stress'])
+def test_non_finite_geometry_or_labels_are_refused(field):
+    values = {'positions': np.zeros((2, 3)), 'forces': np.zeros((2, 3)), 'cell': np.eye(3) * 3, 'stress': np.zeros(6)}
+    values[field] = np.array(values[field], dtype=float)
+    values[field].flat[-1] = np.nan
+    with pytest.raises(FormatError, match=f'{field}: non-finite value'):
+        Frame(symbols=['Cu', 'Cu'], energy=-1.0, **values)

@@ -31,11 +31,17 @@ def export_command(identifier, fmt, output, species_order):
     if not isinstance(node, TrainingSetData):
         raise click.BadParameter(f'node {identifier} is a {node.__class__.__name__}, not a TrainingSetData',
                                  param_hint='IDENTIFIER')
-    if fmt == 'extxyz':
-        node.export_extxyz(output)
-    else:
-        order = [s.strip() for s in species_order.split(',') if s.strip()] or None
-        node.export_cfg(output, species_order=order)
+    from aiida_mlcampaign.formats.frames import FormatError
+
+    try:
+        if fmt == 'extxyz':
+            node.export_extxyz(output)
+        else:
+            order = [s.strip() for s in species_order.split(',') if s.strip()] or None
+            node.export_cfg(output, species_order=order)
+    except (FormatError, ValueError) as exception:
+        # The writers go through a temporary file: an existing OUTPUT is left as it was.
+        raise click.ClickException(f'{output} not written ({output} unchanged): {exception}') from exception
     click.echo(f'wrote {node.num_frames} frames of TrainingSetData<{node.pk}> to {output}')
 
 

@@ -12,6 +12,7 @@ Only ``numpy`` and :mod:`.frames` are imported so the module works without AiiDA
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 
@@ -320,9 +321,12 @@ def _number_list(text: str, field: str, where: str, sizes: tuple[int, ...]) -> l
         expected = ' or '.join(str(s) for s in sizes)
         raise FormatError(f'{where}: {field}: expected {expected} numbers, got {len(tokens)}')
     try:
-        return [float(t) for t in tokens]
+        numbers = [float(t) for t in tokens]
     except ValueError:
         raise FormatError(f'{where}: {field}: non-numeric value in {text!r}') from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise FormatError(f'{where}: {field}: non-finite value in {text!r}')
+    return numbers
 
 
 def _pbc(text: str, where: str) -> tuple[bool, ...]:
@@ -342,9 +346,13 @@ def _pbc(text: str, where: str) -> tuple[bool, ...]:
 def _floats(values: list[str], column: tuple[int, int], field: str, where: str) -> list[float]:
     start, width = column
     try:
-        return [float(v) for v in values[start:start + width]]
+        numbers = [float(v) for v in values[start:start + width]]
     except ValueError:
         raise FormatError(f'{where}: {field}: non-numeric value in {values[start:start + width]}') from None
+    if not all(math.isfinite(v) for v in numbers):
+        # A NaN force would otherwise drop every force label of the frame downstream (energy-only training).
+        raise FormatError(f'{where}: {field}: non-finite value in {values[start:start + width]}')
+    return numbers
 
 
 def _convert_bare(text: str):

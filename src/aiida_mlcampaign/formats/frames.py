@@ -50,6 +50,8 @@ class Frame:
                 raise FormatError(f'forces: expected shape ({n}, 3), got {self.forces.shape}')
         if self.stress is not None:
             self.stress = voigt_or_matrix_to_matrix(self.stress)
+        for name in ('cell', 'positions', 'forces', 'stress'):
+            _require_finite(name, getattr(self, name))
         if self.energy is not None:
             self.energy = float(self.energy)
             if not np.isfinite(self.energy):
@@ -213,3 +215,13 @@ def checked_float(key: str, value, low=None, high=None) -> float:
     if high is not None and number > high:
         raise FormatError(f'{key}: must be <= {high:g}, got {number:g}')
     return number
+
+
+def _require_finite(name: str, array) -> None:
+    """Refuse a non-finite label or geometry, naming the first bad row (atom) of ``array``."""
+    if array is None:
+        return
+    bad = np.argwhere(~np.isfinite(array))
+    if len(bad):
+        where = f' (row {bad[0][0]})' if array.ndim == 2 and name in ('positions', 'forces') else ''
+        raise FormatError(f'{name}: non-finite value{where}')

@@ -5,24 +5,40 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 
 
 @contextlib.contextmanager
 def open_for_write(handle_or_path):
-    """Yield a text handle; a file this opened is removed again if writing fails, so no half file is left."""
+    """Yield a text handle. A path is written through a temporary file beside it and renamed into place only when
+    writing succeeded: a failed write leaves neither a half file nor loses a file that was already there."""
     if not isinstance(handle_or_path, (str, os.PathLike)):
         yield handle_or_path
         return
     path = os.fspath(handle_or_path)
+    directory, name = os.path.split(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix=f'.{name}.', suffix='.part', dir=directory)
     try:
-        with open(path, 'w', encoding='utf-8', newline='\n') as handle:
+        with open(descriptor, 'w', encoding='utf-8', newline='\n') as handle:
             yield handle
+        if os.path.exists(path):
+            shutil.copymode(path, temporary)
+        else:
+            os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.remove(path)
+            os.remove(temporary)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
