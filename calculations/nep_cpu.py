@@ -48,7 +48,11 @@ def nep_errors(frames, energies, forces, stresses) -> dict:
 
     images = [frame.to_ase() for frame in frames]
     voigt = np.array([matrix_to_voigt(s) for s in stresses]).reshape(-1, 6)
-    return errors_against_references(images, energies, forces, voigt)
+    errors = errors_against_references(images, energies, forces, voigt)
+    # A kind without labels (frames without stress) has no error: None, as motep's log gives, since a Dict node
+    # cannot store NaN (it once made a NEP loop on stress-free labels end Excepted).
+    return {key: (value if not isinstance(value, float) or np.isfinite(value) else None)
+            for key, value in errors.items()}
 
 
 @calcfunction

@@ -69,6 +69,17 @@ def test_evaluate_nep_labels_frames_and_reports_errors(committee, model_paths):
     assert errors['n_forces_atoms'] == 12 and errors['forces_rmse'] > 0
     assert {'forces_mae', 'forces_max', 'energy_max', 'stress_mae'} <= set(errors)
 
+    # labels without stress (e.g. from an extxyz without virial): no stress error, stored as None, not NaN
+    stress_free = [Frame(symbols=f.symbols, cell=f.cell, positions=f.positions, energy=f.energy, forces=f.forces)
+                   for f in frames]
+    outputs, node = evaluate_nep.run_get_node(committee['member_0'],
+                                              TrainingSetData.from_frames(stress_free, species=['Pb', 'Te']).store())
+    assert node.is_finished_ok, node.exit_message
+    errors = outputs['errors'].get_dict()
+    assert errors['n_stress'] == 0 and errors['stress_rmse'] is None and errors['stress_max'] is None
+    assert errors['forces_rmse'] == pytest.approx(
+        np.sqrt(np.mean((expected['forces'] - reference['forces']) ** 2)))
+
     # unlabelled frames: predictions only
     unlabelled = TrainingSetData.from_ase([_cell(4)]).store()
     outputs = evaluate_nep(committee['member_0'], unlabelled)
