@@ -44,6 +44,24 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         click.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def check_options(*, count: int, mpiprocs: int, iterations: int, timeout: float = 1800.0) -> None:
+    """Refuse options that could only fail later, before a profile is made or any pw.x runs.
+
+    The active-learning part holds one labelled frame out as its test set, so it needs at least two labels.
+    """
+    problems = []
+    for name, value, lowest in (('--count', count, 1), ('--mpiprocs', mpiprocs, 1), ('--iterations', iterations, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            problems.append(f'{name}: must be an integer >= {lowest}, got {value!r}')
+    if not problems and iterations > 0 and count < 2:
+        problems.append(f'--count: active learning (--iterations {iterations}) holds one labelled frame out as its '
+                        f'test set and needs at least 2 structures, got {count} (or give --iterations 0)')
+    if not timeout > 0:
+        problems.append(f'timeout: must be positive, got {timeout!r}')
+    if problems:
+        raise click.UsageError('; '.join(problems))
+
+
 def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 4, mpiprocs: int = 2,
                    iterations: int = 2, timeout: float = 1800.0) -> int:
     from aiida import orm
@@ -55,6 +73,7 @@ def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 4, 
     from aiida_mlcampaign.setup.pseudos import install_pseudo_family
     from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
 
+    check_options(count=count, mpiprocs=mpiprocs, iterations=iterations, timeout=timeout)
     start = time.monotonic()
     profile, created = profile_setup.ensure_profile(profile_name, storage='sqlite', broker='zeromq')
     click.echo(f'profile {profile.name} ({"created" if created else "reused"}; sqlite + ZeroMQ, no services)')
