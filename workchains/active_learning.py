@@ -37,6 +37,7 @@ from aiida_mlcampaign.calculations.training_set import candidates_from_trajector
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
 from aiida_mlcampaign.workchains.gpumd_base import GpumdBaseWorkChain
 
@@ -219,7 +220,7 @@ def get_nep_builder_from_loop(loop, code, settings=None, **inputs):
     return builder
 
 
-class ActiveLearningWorkChain(WorkChain):
+class ActiveLearningWorkChain(CrashSafeSteps, WorkChain):
     """Train, explore, select, label, merge; repeat until the measured criteria hold."""
 
     @classmethod
@@ -285,6 +286,7 @@ class ActiveLearningWorkChain(WorkChain):
             cls.setup,
             while_(cls.should_iterate)(
                 cls.train, cls.inspect_train,
+                cls.evaluate_test_set,
                 cls.explore, cls.inspect_explore,
                 if_(cls.has_candidates)(
                     cls.select,
@@ -404,15 +406,12 @@ class ActiveLearningWorkChain(WorkChain):
             inputs = AttributeDict(self.exposed_inputs(GpumdBaseWorkChain, namespace='nep_gpumd'))
             inputs.gpumd = {**inputs.gpumd, 'potential': self.ctx.potential}
             inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
-            self._evaluate_test_set_on_cpu()
             return ToContext(explored=self.submit(GpumdBaseWorkChain, **inputs))
         if self._is_nep:
             inputs = AttributeDict(self.exposed_inputs(NepExploreCalculation, namespace='nep_explore'))
             inputs.potentials = dict(self.ctx.committee)
             inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
-            futures = {'explored': self.submit(NepExploreCalculation, **inputs)}
-            self._evaluate_test_set_on_cpu()
-            return ToContext(**futures)
+            return ToContext(explored=self.submit(NepExploreCalculation, **inputs))
         inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
         inputs.potential = self.ctx.potential
         inputs.training_set = self.ctx.training_set
@@ -423,10 +422,14 @@ class ActiveLearningWorkChain(WorkChain):
                                                                                               'test'))
         return ToContext(**futures)
 
-    def _evaluate_test_set_on_cpu(self):
-        if 'test_set' in self.inputs:
-            tested = evaluate_nep(self.ctx.potential, self.inputs.test_set,
-                                  metadata={'call_link_label': self._label('test')})
+    def evaluate_test_set(self):
+        """Family nep: the test-set errors of member 0 on the daemon's CPU, in a step of their own (a step that
+        submits does nothing else, so a crash after it never repeats work). Family mtp evaluates the test set as a
+        CalcJob submitted beside the exploration."""
+        self.ctx.test_errors = None
+        if self._is_nep and 'test_set' in self.inputs:
+            tested = self.run_once(evaluate_nep, self.ctx.potential, self.inputs.test_set,
+                                   metadata={'call_link_label': self._label('test')})
             self.ctx.test_errors = tested['errors'].get_dict() if 'errors' in tested else None
 
     def _evaluate_inputs(self, frames, step):
@@ -471,8 +474,9 @@ class ActiveLearningWorkChain(WorkChain):
         if 'trajectory' not in node.outputs:  # a dump_xyz is required at launch; GPUMD wrote none
             self.report('the GPUMD exploration returned no dump.xyz')
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration)
-        self.ctx.candidates = candidates_from_trajectory(
-            node.outputs.trajectory, orm.List(self.ctx.potential.species), self.inputs.dump_stride,
+        self.ctx.candidates = self.run_once(
+            candidates_from_trajectory, node.outputs.trajectory, orm.List(self.ctx.potential.species),
+            self.inputs.dump_stride,
             metadata={'call_link_label': self._label('candidates')})
         self._record('exploration', self.ctx.candidates)
         self.ctx.row.update({'candidate_fraction': 0.0, 'explored_frames': self.ctx.candidates.num_frames,
@@ -493,8 +497,9 @@ class ActiveLearningWorkChain(WorkChain):
             else:
                 window = self.inputs.nep_explore.parameters.get_dict()
                 lower, upper = window['select_threshold'], window['break_threshold']
-            outputs = select_by_committee(
-                self.ctx.candidates, lower=orm.Float(lower), upper=orm.Float(upper), budget=self.inputs.label_budget,
+            outputs = self.run_once(
+                select_by_committee, self.ctx.candidates, lower=orm.Float(lower), upper=orm.Float(upper),
+                budget=self.inputs.label_budget,
                 metadata={'call_link_label': self._label('select')}, **self.ctx.committee,
             )
             if 'nep_gpumd' in self.inputs:  # the CPU explorer counts this itself, while exploring
@@ -503,8 +508,8 @@ class ActiveLearningWorkChain(WorkChain):
                     statistics['candidates'], 1)
             self.ctx.selected = {key: node for key, node in outputs.items() if key.startswith('structure_')}
             return
-        outputs = select_for_labelling(
-            self.ctx.potential, self.ctx.training_set, self.ctx.candidates,
+        outputs = self.run_once(
+            select_for_labelling, self.ctx.potential, self.ctx.training_set, self.ctx.candidates,
             budget=self.inputs.label_budget, select_threshold=self.inputs.select_add_threshold,
             min_distance=self.inputs.min_distance, metadata={'call_link_label': self._label('select')},
         )
@@ -529,8 +534,8 @@ class ActiveLearningWorkChain(WorkChain):
 
     def evaluate_new_frames(self):
         if self._is_nep:
-            outputs = evaluate_nep(self.ctx.potential, self.ctx.new_frames,
-                                   metadata={'call_link_label': self._label('evaluate')})
+            outputs = self.run_once(evaluate_nep, self.ctx.potential, self.ctx.new_frames,
+                                    metadata={'call_link_label': self._label('evaluate')})
             self.ctx.new_frames_errors = outputs['errors'].get_dict() if 'errors' in outputs else None
             return
         inputs = self._evaluate_inputs(self.ctx.new_frames, 'evaluate')
@@ -548,8 +553,9 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.row['new_frames_force_rmse'] = node.outputs.errors['forces_rmse']
 
     def merge(self):
-        self.ctx.training_set = merge_training_sets(
-            set_0_previous=self.ctx.training_set, set_1_added=self.ctx.new_frames,  # the earlier label wins
+        self.ctx.training_set = self.run_once(
+            merge_training_sets,  # set_0 first: the earlier label wins
+            set_0_previous=self.ctx.training_set, set_1_added=self.ctx.new_frames,
             metadata={'call_link_label': self._label('merge')},
         )
         self._record('training_set', self.ctx.training_set)

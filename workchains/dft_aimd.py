@@ -34,6 +34,7 @@ from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.qe import RY_TIME_IN_FS, continuation_velocities, read_md_thermo
 from aiida_mlcampaign.workchains import dft_common
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
@@ -101,7 +102,7 @@ def join_md_thermo(**retrieved) -> orm.ArrayData:
     return array
 
 
-class DftAimdWorkChain(dft_common.DftWorkChainMixin, WorkChain):
+class DftAimdWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain):
     """Run AIMD with pw.x in segments and return every ``every``-th frame after equilibration."""
 
     _protocol_name = 'dft_aimd'
@@ -199,6 +200,7 @@ class DftAimdWorkChain(dft_common.DftWorkChainMixin, WorkChain):
 
     def inspect_segment(self):
         node = self.ctx.current
+        self.seal_interrupted_below(node)
         index = len(self.ctx.segments)
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_SEGMENT_FAILED.format(index=index, status=node.exit_status)
@@ -215,7 +217,7 @@ class DftAimdWorkChain(dft_common.DftWorkChainMixin, WorkChain):
 
     def collect(self):
         retrieved = {f'retrieved_{i:03d}': node.outputs.retrieved for i, node in enumerate(self.ctx.segments)}
-        thermo = join_md_thermo(metadata={'call_link_label': 'join_thermo'}, **retrieved)
+        thermo = self.run_once(join_md_thermo, metadata={'call_link_label': 'join_thermo'}, **retrieved)
         self.out('thermo', thermo)
         self.out('final_structure', self.ctx.structure)
 
@@ -229,8 +231,8 @@ class DftAimdWorkChain(dft_common.DftWorkChainMixin, WorkChain):
         kept = sum(len(range(skip, lengths[int(key)], self.inputs.every.value)) for key, skip in skips.items())
         if not sources:
             return self.exit_codes.ERROR_NO_FRAMES_KEPT
-        training_set = training_set_from_pw(
-            origin=self.inputs.origin, skip=orm.Dict(skips), every=self.inputs.every,
+        training_set = self.run_once(
+            training_set_from_pw, origin=self.inputs.origin, skip=orm.Dict(skips), every=self.inputs.every,
             metadata={'call_link_label': 'collect_frames'}, **sources,
         )
         self.out('training_set', training_set)

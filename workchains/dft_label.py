@@ -18,6 +18,7 @@ from aiida.plugins import WorkflowFactory
 from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains import dft_common
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
@@ -60,7 +61,7 @@ def validate_inputs(inputs, _):
             return problem
 
 
-class DftLabelWorkChain(dft_common.DftWorkChainMixin, WorkChain):
+class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain):
     """Label structures with pw.x via PwBaseWorkChain and collect the frames in one ``TrainingSetData``."""
 
     _protocol_name = 'dft_label'
@@ -145,6 +146,7 @@ class DftLabelWorkChain(dft_common.DftWorkChainMixin, WorkChain):
         return ToContext(**futures)
 
     def inspect_batch(self):
+        self.seal_interrupted_below(*(self.ctx[f'label_{key}'] for key in self.ctx.batch))
         for key in self.ctx.batch:
             node = self.ctx[f'label_{key}']
             if node.is_finished_ok and 'output_trajectory' in node.outputs:
@@ -173,8 +175,8 @@ class DftLabelWorkChain(dft_common.DftWorkChainMixin, WorkChain):
                 return self.exit_codes.ERROR_INCONSISTENT_SETTINGS.format(detail=f'{key}: {physics} != {reference}')
 
         sources = {f'trajectory_{key}': node.outputs.output_trajectory for key, node in self.ctx.finished.items()}
-        training_set = training_set_from_pw(
-            origin=self.inputs.origin, metadata={'call_link_label': 'collect_frames'}, **sources
+        training_set = self.run_once(
+            training_set_from_pw, origin=self.inputs.origin, metadata={'call_link_label': 'collect_frames'}, **sources
         )
         self.out('training_set', training_set)
         dft_inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='dft'))

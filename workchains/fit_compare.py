@@ -22,6 +22,7 @@ from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 
 __all__ = ('FitCompareWorkChain',)
 
@@ -51,7 +52,7 @@ def validate_inputs(inputs, _):
     return _namespace_check(NepTrainCalculation, 'nep', {**nep, 'training_set': training_set})
 
 
-class FitCompareWorkChain(WorkChain):
+class FitCompareWorkChain(CrashSafeSteps, WorkChain):
     """Fit an MTP (motep) and a NEP (GPUMD nep or neppo) to one training set; compare them on one test set."""
 
     @classmethod
@@ -111,7 +112,7 @@ class FitCompareWorkChain(WorkChain):
 
     def predict_nep(self):
         """calorine on the daemon (seconds); in a step of its own, before anything is submitted."""
-        outputs = evaluate_nep(self.ctx.nep.outputs.potential, self.inputs.test_set,
+        outputs = self.run_once(evaluate_nep, self.ctx.nep.outputs.potential, self.inputs.test_set,
                                metadata={'call_link_label': 'predict_nep'})
         self.ctx.nep_predictions = outputs['predictions']
 
@@ -131,7 +132,8 @@ class FitCompareWorkChain(WorkChain):
         self.out('nep_predictions', self.ctx.nep_predictions)
 
     def compare(self):
-        outputs = compare_errors(reference=self.inputs.test_set, mtp=self.ctx.mtp_evaluated.outputs.predictions,
-                                 nep=self.ctx.nep_predictions, metadata={'call_link_label': 'compare'})
+        outputs = self.run_once(compare_errors, reference=self.inputs.test_set,
+                                mtp=self.ctx.mtp_evaluated.outputs.predictions, nep=self.ctx.nep_predictions,
+                                metadata={'call_link_label': 'compare'})
         for name in ('errors', 'parity', 'figure'):
             self.out(name, outputs[name])

@@ -39,6 +39,7 @@ from aiida_mlcampaign.parsers.gpumd import reader_array_node
 from aiida_mlcampaign.formats.gpumd_run import (
     canonical_stages, ensure_restart_dumps, remaining_stages, scale_time_step,
 )
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 
 __all__ = ('GpumdBaseWorkChain', 'merge_thermo', 'protocol_stages')
 
@@ -83,7 +84,7 @@ def _validate_restartable(inputs, _):
     return None
 
 
-class GpumdBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
+class GpumdBaseWorkChain(CrashSafeSteps, ProtocolMixin, BaseRestartWorkChain):
     """GPUMD MD in as many jobs as walltimes and node failures need, with one time-step halving on a blow-up."""
 
     _process_class = GpumdCalculation
@@ -211,6 +212,7 @@ class GpumdBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
             described = {f'thermo_{i}': {k: v for k, v in s.items() if k != 'thermo'}
                          for i, s in enumerate(self.ctx.segments)}
             thermo = {f'thermo_{i}': orm.load_node(s['thermo']) for i, s in enumerate(self.ctx.segments)}
-            outputs['thermo'] = merge_thermo(orm.Dict(described), **thermo)
+            outputs['thermo'] = self.run_once(merge_thermo, orm.Dict(described), **thermo,
+                                              metadata={'call_link_label': 'merge_thermo'})
         self.report(f'work chain completed after {self.ctx.iteration} iterations, {len(self.ctx.segments)} segment(s)')
         self.out_many(outputs)

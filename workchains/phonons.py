@@ -24,6 +24,7 @@ from aiida_mlcampaign.calculations import analysis_vibrations as _analysis
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.workchains import dft_common
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
@@ -97,7 +98,7 @@ def validate_inputs(inputs, _):
     return None
 
 
-class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
+class PhononDosWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain):
     """Harmonic phonon DOS of a unit cell (phonopy finite displacements) with forces from pw.x, a NEP or an MTP."""
 
     _protocol_name = 'phonons'
@@ -181,8 +182,9 @@ class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
 
     # ------------------------------------------------------------------------------------- steps
     def setup(self):
-        outputs = _analysis.generate_displacements(
-            self.inputs.structure, self.inputs.supercell_matrix, self.inputs.displacement_amplitude,
+        outputs = self.run_once(
+            _analysis.generate_displacements, self.inputs.structure, self.inputs.supercell_matrix,
+            self.inputs.displacement_amplitude,
             metadata={'call_link_label': 'generate_displacements'},
         )
         self.ctx.dataset = outputs['displacement_dataset']
@@ -212,6 +214,7 @@ class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
         return ToContext(**futures)
 
     def inspect_dft(self):
+        self.seal_interrupted_below(*(self.ctx[f'pw_{key}'] for key in self.ctx.supercells))
         failed = [key for key in self.ctx.supercells if not self.ctx[f'pw_{key}'].is_finished_ok]
         if failed:
             for key in failed:
@@ -225,12 +228,13 @@ class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
             if trajectory is None or 'forces' not in trajectory.get_arraynames():
                 return self.exit_codes.ERROR_MISSING_FORCES.format(key=key)
             trajectories[key] = trajectory
-        self.ctx.forces = _analysis.collect_dft_forces(
-            **trajectories, metadata={'call_link_label': 'collect_forces'})['forces']
+        self.ctx.forces = self.run_once(
+            _analysis.collect_dft_forces, **trajectories, metadata={'call_link_label': 'collect_forces'})['forces']
 
     def run_potential(self):
-        self.ctx.forces = _analysis.potential_forces(
-            self.inputs.potential, **self.ctx.supercells, metadata={'call_link_label': 'potential_forces'},
+        self.ctx.forces = self.run_once(
+            _analysis.potential_forces, self.inputs.potential, **self.ctx.supercells,
+            metadata={'call_link_label': 'potential_forces'},
         )['forces']
 
     def compute_dos(self):
@@ -241,8 +245,8 @@ class PhononDosWorkChain(dft_common.DftWorkChainMixin, WorkChain):
         if not all(np.isfinite(forces.get_array(name)).all() for name in forces.get_arraynames()):
             return self.exit_codes.ERROR_NON_FINITE_FORCES.format(engine=self.inputs.engine.value)
         kwargs = {'parameters': self.inputs.parameters} if 'parameters' in self.inputs else {}
-        outputs = _analysis.phonon_dos_from_forces(
-            self.inputs.structure, self.ctx.dataset, forces, **kwargs,
+        outputs = self.run_once(
+            _analysis.phonon_dos_from_forces, self.inputs.structure, self.ctx.dataset, forces, **kwargs,
             metadata={'call_link_label': 'phonon_dos'},
         )
         self.out('dos', outputs['dos'])

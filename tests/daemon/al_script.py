@@ -14,6 +14,8 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
 from ase import Atoms
 
+from tests.daemon.census import census
+
 TINY_DFT = {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 160.0}}}}
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
 
@@ -75,9 +77,11 @@ def main():
     load_profile(profile)
     family = 'PSL-US-1.0.0-PBE-mlcampaign'
     if command == 'submit':
-        training_set = seed_training_set(orm.load_code('pw@localhost'), family)
-        node = submit(loop_builder(training_set, family))
-        print(json.dumps({'pk': node.pk, 'seed_frames': training_set.num_frames}))
+        labelled = seed_training_set(orm.load_code('pw@localhost'), family)
+        builder = loop_builder(labelled.subset(range(labelled.num_frames - 1)).store(), family)
+        builder.test_set = labelled.subset([labelled.num_frames - 1]).store()  # MotepEvaluate beside each exploration
+        node = submit(builder)
+        print(json.dumps({'pk': node.pk, 'seed_frames': labelled.num_frames}))
     elif command == 'state':
         node = orm.load_node(int(sys.argv[3]))
         labels = sorted(link.link_label for link in node.base.links.get_outgoing().all()
@@ -88,14 +92,16 @@ def main():
         print(json.dumps({'children': labels, 'running_pw_jobs': running, 'terminated': node.is_terminated}))
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
-        report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok, **pw_census(node)}
+        report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok, **pw_census(node),
+                  'census': census(node)}
         if node.is_finished_ok:
             report.update({'stop_reason': node.outputs.stop_reason.value,
                            'last_iteration': node.outputs.last_iteration.value,
                            'summary': node.outputs.summary.get_list(),
                            'training_frames': node.outputs.training_set.num_frames,
                            'input_frames': node.inputs.training_set.num_frames,
-                           'iterations': sorted(node.outputs.iterations.keys()) if 'iterations' in node.outputs else []})
+                           'iterations': (sorted(node.outputs.iterations.keys()) if 'iterations' in node.outputs
+                                          else [])})
         print(json.dumps(report))
     elif command == 'restart':
         from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain

@@ -18,6 +18,8 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
 from ase.build import bulk
 
+from tests.daemon.census import census
+
 HERE = pathlib.Path(__file__).parent
 # Pb's 5d needs about 40 Ry; 35/280 Ry keeps pw.x to seconds and the forces qualitatively right.
 TINY_DFT = {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 35.0, 'ecutrho': 280.0}}}}
@@ -77,17 +79,21 @@ def main():
     profile, command = sys.argv[1], sys.argv[2]
     load_profile(profile)
     if command == 'submit':
-        results, node = run_get_node(label([orm.StructureData(ase=pbte(0.08, seed)) for seed in range(3)]))
+        results, node = run_get_node(label([orm.StructureData(ase=pbte(0.08, seed)) for seed in range(4)]))
         assert node.is_finished_ok, node.exit_status
-        loop = submit(loop_builder(results['training_set']))
-        print(json.dumps({'pk': loop.pk, 'seed_frames': results['training_set'].num_frames}))
+        labelled = results['training_set']
+        builder = loop_builder(labelled.subset(range(labelled.num_frames - 1)).store())
+        builder.test_set = labelled.subset([labelled.num_frames - 1]).store()  # member 0 scored on it every iteration
+        loop = submit(builder)
+        print(json.dumps({'pk': loop.pk, 'seed_frames': labelled.num_frames}))
     elif command == 'state':
         print(json.dumps({'terminated': orm.load_node(int(sys.argv[3])).is_terminated}))
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok,
                   'children': sorted(link.link_label for link in node.base.links.get_outgoing().all()
-                                     if link.link_label.startswith('iteration_'))}
+                                     if link.link_label.startswith('iteration_')),
+                  'census': census(node)}
         if node.is_finished_ok:
             iteration = node.outputs.iterations.iteration_01
             members = node.outputs.committee

@@ -17,6 +17,7 @@ import uuid
 import psutil
 import pytest
 
+from aiida_mlcampaign.workchains.crash_safe import CRASH_ENV, CRASH_LABELS_ENV
 from tests.daemon.test_daemon import HERE, drop_database, run, verdi
 from tests.helpers import require_executable, require_service
 
@@ -61,24 +62,32 @@ def al_env(tmp_path):
     return env
 
 
-def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env):
+def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
     profile = 'mlcampaign-al'
     database = f'aiida_mlc_al_{uuid.uuid4().hex[:8]}'
     try:
         run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
              '--db-name', database, '--mpiprocs', '1'], env=al_env)
-        verdi(profile, 'daemon', 'start', '2', env=al_env)
+        # As in test_nep_loop: the worker is also killed after every step of iteration 1 that submits or computes.
+        crashes = tmp_path / 'crashes'
+        daemon_env = {**al_env, CRASH_ENV: str(crashes), CRASH_LABELS_ENV: r'^iteration_01_|^label_|^collect_frames$'}
+        verdi(profile, 'daemon', 'start', '2', env=daemon_env)
         pk = script(al_env, profile, 'submit')['pk']
 
         wait_for(al_env, profile, pk, lambda s: 'iteration_02_label' in s['children'] and s['running_pw_jobs'], 1500)
         assert sigkill_daemon(profile) >= 2
         time.sleep(2)
-        verdi(profile, 'daemon', 'start', '2', env=al_env)
+        verdi(profile, 'daemon', 'start', '2', env=daemon_env)
         wait_for(al_env, profile, pk, lambda s: s['terminated'], 1500)
 
         report = script(al_env, profile, 'report', pk)
         assert report['finished_ok'], report
         assert report['pw_calculations'] == report['distinct_structures'], report  # nothing ran twice
+        killed = sorted(path.name for path in crashes.iterdir())
+        print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
+        assert {'iteration_01_train', 'iteration_01_explore', 'iteration_01_test', 'iteration_01_select',
+                'iteration_01_label', 'iteration_01_evaluate', 'iteration_01_merge'} <= set(killed)
+        assert report['census']['duplicated'] == [] and report['census']['unfinished'] == [], report['census']
         assert report['last_iteration'] == 2 and [row['iteration'] for row in report['summary']] == [1, 2]
         assert report['stop_reason'].startswith('max_iterations')
         added = sum(row['labels_added'] for row in report['summary'])

@@ -1,8 +1,10 @@
 """The NEP family of ``mlcampaign.al.loop`` on a running daemon (embedded profile: sqlite + ZeroMQ), all real.
 
-One iteration on PbTe: a committee of two NEPs trained by neppo (different seeds) on pw.x labels, CPU
-exploration MD with them (calorine), selection by the committee's force spread inside the trust window,
-pw.x labels of the selected frames, merge. No stand-in anywhere.
+Two iterations on PbTe: a committee of two NEPs trained by neppo (different seeds) on pw.x labels, member 0 scored
+on a held-out labelled frame, CPU exploration MD with the committee (calorine), selection by the committee's force
+spread inside the trust window, pw.x labels of the selected frames, merge, then a retrain on the grown set. The
+daemon worker is killed with SIGKILL after every step of iteration 1 that submits or computes; nothing may run
+twice or stay unfinished. No stand-in anywhere.
 """
 
 import json
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from aiida_mlcampaign.workchains.crash_safe import CRASH_ENV, CRASH_LABELS_ENV
 from tests.daemon.test_daemon import HERE, run, verdi
 from tests.helpers import require_executable
 
@@ -35,11 +38,16 @@ def nep_env(tmp_path):
     return env
 
 
-def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env):
+def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
     profile = 'mlcampaign-nep'
     try:
         run(['aiida-mlcampaign', 'setup', '--profile', profile, '--mpiprocs', '1'], env=nep_env)
-        verdi(profile, 'daemon', 'start', '2', env=nep_env)
+        # Every labelled submission and calcfunction of iteration 1 (and of its dft.label) kills the daemon worker
+        # right after it, once: circus starts a new worker, the broker hands it the loop again, and the loop resumes
+        # from its last checkpoint, before the step that was cut short (workchains/crash_safe.py).
+        crashes = tmp_path / 'crashes'
+        verdi(profile, 'daemon', 'start', '2', env={**nep_env, CRASH_ENV: str(crashes),
+                                                    CRASH_LABELS_ENV: r'^iteration_01_|^label_|^collect_frames$'})
         pk = script(nep_env, profile, 'submit')['pk']
         deadline = time.monotonic() + 1200
         while not script(nep_env, profile, 'state', pk)['terminated']:
@@ -66,5 +74,13 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env):
         second = report['summary'][1]
         assert second['iteration'] == 2 and second['training_frames'] == row['training_frames_after']
         assert {'iteration_02_train_member_0', 'iteration_02_train_member_1'} <= set(report['children'])
+        # The crashes: one after each step's work, none of it done twice, nothing left running.
+        killed = sorted(path.name for path in crashes.iterdir())
+        print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
+        assert {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_test',
+                'iteration_01_explore', 'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
+                'iteration_01_merge', 'collect_frames'} <= set(killed)
+        assert any(name.startswith('label_') for name in killed)
+        assert report['census']['duplicated'] == [] and report['census']['unfinished'] == [], report['census']
     finally:
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=nep_env, capture_output=True, check=False)

@@ -1,0 +1,36 @@
+"""What a crash could have left behind in a process tree: the same call link label twice, a node never finished."""
+
+from aiida.common.links import LinkType
+
+CALLS = (LinkType.CALL_CALC, LinkType.CALL_WORK)
+
+
+def census(root) -> dict:
+    """Walk every process ``root`` called, at any depth: ``processes``, ``duplicated`` (``caller_pk:label`` of a
+    CalcJob or work chain called more than once by one caller), ``rerun_functions`` (the same for process
+    functions), ``unfinished`` (process nodes not terminated), ``calcjobs`` (count)."""
+    seen, duplicated, rerun, unfinished, calcjobs = 0, [], [], [], 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if not node.is_terminated:
+            unfinished.append(f'{node.process_label}<{node.pk}> {node.process_state}')
+        if node.process_type and node.node_type.startswith('process.calculation.calcjob'):
+            calcjobs += 1
+        labels = []
+        for link in node.base.links.get_outgoing(link_type=CALLS).all():
+            labels.append(link.link_label)
+            stack.append(link.node)
+        for label in sorted(set(labels)):
+            if label != 'CALL' and labels.count(label) > 1:
+                twins = [link.node for link in node.base.links.get_outgoing(link_type=CALLS, link_label_filter=label)
+                         .all()]
+                # Work done twice: a CalcJob or work chain. A process function re-run after a crash inside a
+                # caller not written here is tolerated if the interrupted one was sealed (checked by `unfinished`).
+                kind = 'rerun' if all(twin.node_type.startswith('process.calculation.calcfunction')
+                                      or twin.node_type.startswith('process.workflow.workfunction')
+                                      for twin in twins) else 'duplicated'
+                (rerun if kind == 'rerun' else duplicated).append(f'{node.pk}:{label}')
+    return {'processes': seen, 'duplicated': duplicated, 'rerun_functions': rerun, 'unfinished': unfinished,
+            'calcjobs': calcjobs}
