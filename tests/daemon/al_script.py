@@ -14,7 +14,7 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
 from ase import Atoms
 
-from tests.daemon.census import census
+from tests.daemon.crash import census
 
 TINY_DFT = {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 160.0}}}}
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}

@@ -18,7 +18,7 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
 from ase.build import bulk
 
-from tests.daemon.census import census
+from tests.daemon.crash import census
 
 HERE = pathlib.Path(__file__).parent
 # Pb's 5d needs about 40 Ry; 35/280 Ry keeps pw.x to seconds and the forces qualitatively right.

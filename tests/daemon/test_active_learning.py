@@ -8,16 +8,15 @@ iteration 3 without recomputing anything.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 
-import psutil
 import pytest
 
 from aiida_mlcampaign.workchains.crash_safe import CRASH_ENV, CRASH_LABELS_ENV
+from tests.daemon.crash import sigkill_daemon
 from tests.daemon.test_daemon import HERE, drop_database, run, verdi
 from tests.helpers import require_executable, require_service
 
@@ -37,17 +36,6 @@ def wait_for(env, profile, pk, condition, timeout):
             return state
         time.sleep(3)
     raise AssertionError(f'timeout after {timeout} s; last state {state}')
-
-
-def sigkill_daemon(profile):
-    """Kill circus and every worker of ``profile`` at once, as an out-of-memory kill or power cut would."""
-    victims = [p for p in psutil.process_iter(['cmdline'])
-               if p.info['cmdline'] and profile in p.info['cmdline'] and 'daemon' in p.info['cmdline']]
-    assert victims, 'no daemon process found'
-    for process in victims:
-        os.kill(process.pid, signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    return len(victims)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ service fails the test instead of skipping it.
 """
 
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -16,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import require_executable, require_service
+from tests.helpers import require_service
 
 HERE = pathlib.Path(__file__).parent
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
@@ -41,15 +40,6 @@ def check_report(report):
     assert sorted(report['query_calcs']) == sorted(frame_calcs)
     assert all(status == 0 for status in report['query_calcs'].values())
     assert report['max_force_error'] < 1e-8
-
-
-@pytest.fixture
-def isolated_env(tmp_path):
-    require_executable('pw.x')
-    env = dict(os.environ)
-    env['AIIDA_PATH'] = str(tmp_path / 'aiida')
-    env['PYTHONPATH'] = str(HERE.parent.parent) + os.pathsep + env.get('PYTHONPATH', '')
-    return env
 
 
 def test_quickstart_on_embedded_profile(isolated_env, tmp_path):

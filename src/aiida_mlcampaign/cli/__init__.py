@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from aiida_mlcampaign.cli.daemon import daemon_cli
 from aiida_mlcampaign.cli.data import data_cli
 from aiida_mlcampaign.cli.structures import structures_cli
 
@@ -15,6 +16,7 @@ def cli():
     """Machine-learned-potential campaigns with AiiDA: set up, label, export."""
 
 
+cli.add_command(daemon_cli, name='daemon')
 cli.add_command(data_cli, name='data')
 cli.add_command(structures_cli, name='structures')
 
@@ -70,7 +72,7 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
         family = install_pseudo_family(label=pseudo_family, elements=chosen)
         click.echo(f'pseudos   {family.label}: {len(family.nodes)} elements, default stringency '
                    f'{family.get_default_stringency()}')
-    click.echo(f'ready: verdi -p {profile.name} daemon start 2')
+    click.echo(f'ready: aiida-mlcampaign daemon start 2 -p {profile.name}')
 
 
 @cli.command('quickstart')

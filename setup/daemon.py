@@ -1,0 +1,234 @@
+"""Start the daemon so that it comes back from a crash: stale broker state cleared, subscriptions checked.
+
+Why: on the embedded profile (``core.sqlite_dos`` + aiida-core's ZeroMQ broker) a daemon whose processes were all
+killed with SIGKILL (an out-of-memory kill, a laptop that slept, a power cut) leaves its broker's files behind,
+among them ``broker.sockets``, the path of the broker's socket directory. ``verdi daemon start`` starts the broker
+and the workers side by side; aiida-core 2.9's ``ZeromqBroker.get_communicator`` waits for that file only while
+it is *missing*, so a worker that reads the stale file before the new broker rewrites it connects to a socket that
+no longer exists and never receives a task (seen in 8 of 15 restarts). Nothing says so: work stays Created or
+Waiting. :func:`start_daemon` removes the dead broker's files first (the workers then wait for the new broker's),
+kills workers that outlived their circus, starts the daemon and waits until the broker reports as many task
+subscribers as workers; if they do not appear it stops, cleans and starts once more, and says what it did.
+
+With RabbitMQ the broker is a separate service that keeps no such file: the same command kills orphaned workers
+and starts the daemon; subscriptions are RabbitMQ's to keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import signal
+import time
+
+__all__ = ('DaemonStart', 'broker_status', 'start_daemon', 'stop_daemon')
+
+
+@dataclasses.dataclass
+class DaemonStart:
+    """What :func:`start_daemon` found and did."""
+
+    profile: str
+    broker: str
+    workers: int
+    subscribers: int | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+    cleared: list[str] = dataclasses.field(default_factory=list)
+    killed_orphans: int = 0
+    ok: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f'profile {self.profile}: broker {self.broker}, {self.workers} worker(s)']
+        if self.killed_orphans:
+            out.append(f'killed {self.killed_orphans} daemon process(es) left over from a crash')
+        if self.cleared:
+            out.append(f'cleared the dead broker\'s files: {", ".join(self.cleared)}')
+        if self.subscribers is not None:
+            out.append(f'{self.subscribers} worker(s) subscribed to the broker after {self.seconds:.1f} s '
+                       f'({self.attempts} start(s))')
+        out.append('daemon ready' if self.ok else 'daemon NOT ready: see verdi daemon logshow')
+        return out
+
+
+def _is_zeromq(profile) -> bool:
+    return 'zeromq' in (profile.process_control_backend or '')
+
+
+def _broker_dir(profile) -> pathlib.Path:
+    from aiida.manage.configuration import get_config
+
+    return pathlib.Path(get_config().filepaths(profile)['broker_service']['dir'])
+
+
+def _alive(pid: int | None, needle: str) -> bool:
+    import psutil
+
+    try:
+        return bool(pid) and needle in ' '.join(psutil.Process(int(pid)).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, TypeError, ValueError):
+        return False
+
+
+def _read_pid(path: pathlib.Path) -> int | None:
+    """The pid in a pid file: ``aiida-zeromq-broker <pid>`` (aiida-core 2.9) or a bare pid."""
+    try:
+        return int(path.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def broker_status(profile) -> dict | None:
+    """The ZeroMQ broker's own status file (``task_subscribers``, ``pending_tasks``, ``timestamp``, ``pid``), or
+    None when there is none or its broker is dead."""
+    if not _is_zeromq(profile):
+        return None
+    directory = _broker_dir(profile)
+    try:
+        status = json.loads((directory / 'broker.status').read_text())
+    except (OSError, ValueError):
+        return None
+    return status if _alive(status.get('pid'), 'broker') else None
+
+
+def clear_dead_broker(profile) -> list[str]:
+    """Remove the files of a ZeroMQ broker that is no longer running; return their names."""
+    if not _is_zeromq(profile):
+        return []
+    directory = _broker_dir(profile)
+    if _alive(_read_pid(directory / 'broker.pid'), 'broker'):
+        return []
+    cleared = []
+    sockets = directory / 'broker.sockets'
+    if sockets.exists():
+        try:
+            stale = pathlib.Path(sockets.read_text().strip())
+            if stale.is_dir() and stale.name.startswith('aiida_zeromq_'):
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+    for name in ('broker.sockets', 'broker.pid', 'broker.status'):
+        path = directory / name
+        if path.exists():
+            path.unlink(missing_ok=True)
+            cleared.append(name)
+    return cleared
+
+
+#: What follows ``verdi -p PROFILE daemon`` in the command lines of circus, a worker and the ZeroMQ broker (circus's
+#: statistics process is recognised by its log file).
+DAEMON_ROLES = ('start-circus', 'worker', 'broker')
+
+
+def is_daemon_process(words: list[str], profile_name: str) -> bool:
+    """Whether a command line is one of ``profile_name``'s daemon processes (not, say, a shell or ``timeout``
+    whose arguments happen to hold the same words)."""
+    if any(word.startswith('from circus import stats') for word in words[:3]):
+        # circus's statistics process: it outlives a SIGKILLed circus; its log file names the profile.
+        return any(word.endswith(f'circus-{profile_name}.log') for word in words)
+    if len(words) < 2 or not any(word.endswith('verdi') for word in words[:3]):
+        return False
+    try:
+        role = words[words.index('daemon') + 1]
+    except (ValueError, IndexError):
+        return False
+    named = any(words[k] in ('-p', '--profile') and words[k + 1] == profile_name for k in range(len(words) - 1))
+    return role in DAEMON_ROLES and (named or f'--profile={profile_name}' in words)
+
+
+def _daemon_processes(profile) -> list:
+    """Every process of this profile's daemon (circus, workers, broker), found by command line."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(['cmdline', 'pid']):
+        if process.info['pid'] != os.getpid() and is_daemon_process(process.info['cmdline'] or [], profile.name):
+            found.append(process)
+    return found
+
+
+def circus_running(client) -> bool:
+    """Whether this profile's circus is alive; a pid file left by a SIGKILLed circus is removed (aiida-core's
+    ``is_daemon_running`` only looks at the file)."""
+    if _alive(client.get_daemon_pid(), 'circus'):
+        return True
+    pathlib.Path(client.circus_pid_file).unlink(missing_ok=True)
+    return False
+
+
+def _kill_orphans(profile, client) -> int:
+    """Workers and brokers still running although their circus is gone (it was SIGKILLed): they hold tasks and
+    old sockets, and a new daemon would run beside them."""
+    import psutil
+
+    if circus_running(client):
+        return 0
+    orphans = _daemon_processes(profile)
+    for process in orphans:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(orphans, timeout=10)
+    return len(orphans)
+
+
+def _wait_subscribed(profile, workers: int, since: float, timeout: float) -> int | None:
+    """The broker's task subscribers once they reach ``workers`` in a status written after ``since``; else the
+    last count seen (None if the broker wrote none)."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        status = broker_status(profile)
+        if status is not None and status.get('timestamp', 0) >= since:
+            seen = int(status.get('task_subscribers', 0))
+            if seen >= workers:
+                return seen
+        time.sleep(0.5)
+    return seen
+
+
+def stop_daemon(profile, client=None, *, wait: bool = True) -> None:
+    from aiida.engine.daemon.client import DaemonNotRunningException, get_daemon_client
+
+    client = client or get_daemon_client(profile.name)
+    try:
+        client.stop_daemon(wait=wait)
+    except DaemonNotRunningException:
+        pass
+
+
+def start_daemon(profile, workers: int = 1, *, timeout: float = 60.0, restart: bool = False) -> DaemonStart:
+    """Start (or with ``restart`` stop, then start) the daemon of ``profile`` so that its workers receive tasks."""
+    from aiida.engine.daemon.client import get_daemon_client
+
+    if workers < 1:
+        raise ValueError(f'workers: must be >= 1, got {workers}')
+    client = get_daemon_client(profile.name)
+    result = DaemonStart(profile=profile.name, broker='zeromq' if _is_zeromq(profile) else 'rabbitmq',
+                         workers=workers)
+    started = time.monotonic()
+    if restart and circus_running(client):
+        stop_daemon(profile, client)
+    for _ in range(2):
+        result.killed_orphans += _kill_orphans(profile, client)
+        result.cleared += [name for name in clear_dead_broker(profile) if name not in result.cleared]
+        since = time.time()
+        running = circus_running(client)
+        if not running:
+            client.start_daemon(number_workers=workers)
+            result.attempts += 1
+        if result.broker != 'zeromq':
+            result.ok = circus_running(client)
+            break
+        # A daemon already running has written its status within the last STATUS_INTERVAL (5 s).
+        result.subscribers = _wait_subscribed(profile, workers, since - 6.0 if running else since, timeout)
+        if result.subscribers is not None and result.subscribers >= workers:
+            result.ok = True
+            break
+        stop_daemon(profile, client)  # a worker missed the broker: once more from a clean state
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,96 @@
+"""Kill the whole daemon of a profile with SIGKILL again and again, bring it back with the documented command, and
+count what resumed. Used by ``test_daemon_restart.py``; prints one JSON line.
+
+    python restart_script.py PROFILE KILLS
+
+Before the first kill a ``mlcampaign.dft.label`` of 3 tiny structures is submitted (one pw.x at a time), so that
+kills land while it runs ("mid-dft.label"). In every cycle a small work chain (aiida-core's
+``core.arithmetic.add_multiply``, two calcfunctions) is submitted, then every daemon process of the profile
+(circus, workers, the ZeroMQ broker) is killed with SIGKILL, ``aiida-mlcampaign daemon start`` is run, and the
+work chain must finish: it was queued before the crash, so the restarted daemon must pick it up.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+from aiida import load_profile, orm
+from aiida.engine import submit
+from aiida.manage import get_manager
+from aiida.plugins import WorkflowFactory
+from ase import Atoms
+
+from tests.daemon.crash import sigkill_daemon
+
+TINY_DFT = {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 160.0}}}}
+OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
+
+
+def start(profile) -> dict:
+    began = time.monotonic()
+    result = subprocess.run(['aiida-mlcampaign', 'daemon', 'start', '1', '-p', profile], capture_output=True,
+                            text=True, check=False, timeout=300)
+    return {'rc': result.returncode, 'seconds': time.monotonic() - began, 'output': result.stdout + result.stderr}
+
+
+def wait(pk, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node = orm.load_node(pk)
+        if node.is_terminated:
+            return node
+        time.sleep(0.3)
+    return orm.load_node(pk)
+
+
+def label_builder():
+    from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
+
+    structures = []
+    for seed in range(3):
+        atoms = Atoms('Cu2S2', scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+                      cell=[4.1, 4.1, 4.1], pbc=True)
+        atoms.rattle(0.05, seed=seed)
+        structures.append(orm.StructureData(ase=atoms))
+    builder = DftLabelWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'), structures, protocol='fast', pseudo_family='PSL-US-1.0.0-PBE-mlcampaign',
+        overrides={'dft': TINY_DFT}, options=OPTIONS)
+    builder.max_concurrent = orm.Int(1)
+    return builder
+
+
+def main():
+    profile, kills = sys.argv[1], int(sys.argv[2])
+    load_profile(profile)
+    add_multiply = WorkflowFactory('core.arithmetic.add_multiply')
+    first = start(profile)
+    assert first['rc'] == 0, first
+    label = submit(label_builder())
+    cycles = []
+    for cycle in range(kills):
+        pk = submit(add_multiply, x=orm.Int(cycle), y=orm.Int(2), z=orm.Int(3)).pk
+        label_running = not orm.load_node(label.pk).is_terminated
+        killed = sigkill_daemon(profile)
+        restarted = start(profile)
+        # A client that outlives the broker keeps the old broker's address: take a fresh one, as a new
+        # `verdi` or script would.
+        get_manager().reset_broker()
+        ready = time.monotonic()
+        node = wait(pk, 120)
+        cycles.append({'killed': killed, 'start_rc': restarted['rc'], 'start_seconds': round(restarted['seconds'], 2),
+                       'resumed': node.is_finished_ok, 'finished_after_start': round(time.monotonic() - ready, 2),
+                       'mid_label': label_running, 'output': restarted['output'] if restarted['rc'] else ''})
+    label_node = wait(label.pk, 600)
+    pw = [n for n in label_node.called_descendants if n.process_type and n.process_type.endswith('quantumespresso.pw')]
+    print(json.dumps({
+        'cycles': cycles, 'resumed': sum(c['resumed'] for c in cycles), 'label_ok': label_node.is_finished_ok,
+        'label_state': str(label_node.process_state), 'kills_mid_label': sum(c['mid_label'] for c in cycles),
+        'pw_calculations': len(pw), 'pw_structures': len({c.inputs.structure.uuid for c in pw}),
+        'unfinished': [n.pk for n in label_node.called_descendants if not n.is_terminated],
+    }))
+    sigkill_daemon(profile)
+
+
+if __name__ == '__main__':
+    main()

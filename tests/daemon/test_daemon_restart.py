@@ -1,0 +1,59 @@
+"""A daemon killed with SIGKILL (every process: circus, workers, the broker) comes back with one command.
+
+``aiida-mlcampaign daemon start`` after each of 20 kills in a row, on the embedded profile (sqlite + aiida-core's
+ZeroMQ broker) and on the production profile (PostgreSQL + RabbitMQ): a work chain queued before each kill must
+finish, and a ``dft.label`` running through the first kills must finish with one pw.x per structure and nothing
+left unfinished. Figures are printed for the README (pytest -s).
+"""
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.daemon.test_daemon import HERE, drop_database, run
+from tests.helpers import require_service
+
+pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
+SCRIPT = str(HERE / 'restart_script.py')
+KILLS = 20
+
+
+def check(env, profile):
+    result = json.loads(run([sys.executable, SCRIPT, profile, str(KILLS)], env=env).strip().splitlines()[-1])
+    cycles = result['cycles']
+    print(f'{profile}: resumed {result["resumed"]}/{KILLS}; {result["kills_mid_label"]} kills during dft.label; '
+          f'start {min(c["start_seconds"] for c in cycles):.1f}-{max(c["start_seconds"] for c in cycles):.1f} s; '
+          f'queued work chain finished {max(c["finished_after_start"] for c in cycles):.1f} s after it at most')
+    assert [c for c in cycles if c['start_rc'] != 0] == []
+    assert all(c['killed'] >= 3 for c in cycles), cycles  # circus, worker and broker (or worker) were killed
+    assert result['resumed'] == KILLS, cycles
+    assert result['kills_mid_label'] >= 1
+    assert result['label_ok'], result
+    assert result['pw_calculations'] == result['pw_structures'] == 3 and result['unfinished'] == [], result
+
+
+def test_embedded_daemon_survives_20_sigkills(isolated_env):
+    profile = 'mlcampaign-restart'
+    try:
+        run(['aiida-mlcampaign', 'setup', '--profile', profile, '--mpiprocs', '1', '--elements', 'Cu,S'],
+            env=isolated_env)
+        check(isolated_env, profile)
+    finally:
+        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
+
+
+def test_production_daemon_survives_20_sigkills(isolated_env):
+    require_service('PostgreSQL', '127.0.0.1', 5432)
+    require_service('RabbitMQ', '127.0.0.1', 5672)
+    profile = 'mlcampaign-restart-psql'
+    database = f'aiida_mlc_restart_{uuid.uuid4().hex[:8]}'
+    try:
+        run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
+             '--db-name', database, '--mpiprocs', '1', '--elements', 'Cu,S'], env=isolated_env)
+        check(isolated_env, profile)
+    finally:
+        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
+        drop_database(database)
