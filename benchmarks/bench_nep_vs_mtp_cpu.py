@@ -1,6 +1,6 @@
 """Benchmark: time to accuracy of a NEP trained by neppo vs an MTP trained by motep, same frames, same CPU.
 
-Run by hand (pytest does not collect it); the default run takes ~30 min on 2 cores::
+Run by hand (pytest does not collect it); the default run takes ~20 min on 2 cores::
 
     python benchmarks/bench_nep_vs_mtp_cpu.py --write      (from the repository root; needs neppo and motep)
 
@@ -8,7 +8,7 @@ Options::
 
     --train 100 --test 40     # EMT-labelled frames to fit and to test on
     --nep-steps 50 100 ...    # neppo AdamW steps, one fresh training per value
-    --mtp-iters 50 100 ...    # motep BFGS iterations, one fresh training per value
+    --mtp-iters 25 50 ...     # motep BFGS iterations, one fresh training per value
     --level 10                # MTP level (shipped template)
     --md-atoms 256 2048       # MD speed of the two most accurate models at these sizes
     --json results.json       # every number as JSON
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument('--train', type=int, default=100)
     parser.add_argument('--test', type=int, default=40)
     parser.add_argument('--nep-steps', type=int, nargs='+', default=[50, 100, 200, 400, 800, 1600])
-    parser.add_argument('--mtp-iters', type=int, nargs='+', default=[50, 100, 200, 400, 800, 1600])
+    parser.add_argument('--mtp-iters', type=int, nargs='+', default=[25, 50, 100, 200])
     parser.add_argument('--level', type=int, default=10)
     parser.add_argument('--md-atoms', type=int, nargs='+', default=[256, 2048])
     parser.add_argument('--md-steps', type=int, default=100)
