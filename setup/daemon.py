@@ -139,15 +139,20 @@ def is_daemon_process(words: list[str], profile_name: str) -> bool:
     return role in DAEMON_ROLES and (named or f'--profile={profile_name}' in words)
 
 
-def _daemon_processes(profile) -> list:
-    """Every process of this profile's daemon (circus, workers, broker), found by command line."""
+def sigkill_daemon_processes(profile_name: str) -> int:
+    """SIGKILL every process of ``profile_name``'s daemon (circus, its statistics process, workers, the broker),
+    wait for them to end, and return how many there were."""
     import psutil
 
-    found = []
-    for process in psutil.process_iter(['cmdline', 'pid']):
-        if process.info['pid'] != os.getpid() and is_daemon_process(process.info['cmdline'] or [], profile.name):
-            found.append(process)
-    return found
+    victims = [process for process in psutil.process_iter(['cmdline', 'pid'])
+               if process.info['pid'] != os.getpid() and is_daemon_process(process.info['cmdline'] or [], profile_name)]
+    for process in victims:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=30)
+    return len(victims)
 
 
 def circus_running(client) -> bool:
@@ -162,18 +167,7 @@ def circus_running(client) -> bool:
 def _kill_orphans(profile, client) -> int:
     """Workers and brokers still running although their circus is gone (it was SIGKILLed): they hold tasks and
     old sockets, and a new daemon would run beside them."""
-    import psutil
-
-    if circus_running(client):
-        return 0
-    orphans = _daemon_processes(profile)
-    for process in orphans:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(orphans, timeout=10)
-    return len(orphans)
+    return 0 if circus_running(client) else sigkill_daemon_processes(profile.name)
 
 
 def _wait_subscribed(profile, workers: int, since: float, timeout: float) -> int | None:

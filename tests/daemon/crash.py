@@ -1,10 +1,6 @@
 """Crashes for the daemon tests: SIGKILL a profile's whole daemon; what a crash could have left behind in a process
 tree (the same call link label twice, a node never finished)."""
 
-import os
-import signal
-
-import psutil
 from aiida.common.links import LinkType
 
 CALLS = (LinkType.CALL_CALC, LinkType.CALL_WORK)
@@ -44,14 +40,6 @@ def census(root) -> dict:
 def sigkill_daemon(profile: str) -> int:
     """Kill circus, every worker and the broker of ``profile`` at once, as an out-of-memory kill or power cut would;
     return how many processes were killed."""
-    from aiida_mlcampaign.setup.daemon import is_daemon_process
+    from aiida_mlcampaign.setup.daemon import sigkill_daemon_processes
 
-    victims = [process for process in psutil.process_iter(['cmdline', 'pid'])
-               if process.info['pid'] != os.getpid() and is_daemon_process(process.info['cmdline'] or [], profile)]
-    for process in victims:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(victims, timeout=30)
-    return len(victims)
+    return sigkill_daemon_processes(profile)
