@@ -7,7 +7,8 @@ calcfunction left "Running" forever if the kill came while it ran. The mixin clo
 it submits or computes, at what this work chain already called under the same call link label:
 
 * :meth:`CrashSafeSteps.submit`: a child already called under the label is returned instead of a new one (its
-  task is in the broker: ``Runner.submit`` waits for the continue message before it returns);
+  task is in the broker: ``Runner.submit`` waits for the continue message before it returns); one the kill caught
+  inside ``Runner.submit`` (stored, never checkpointed) is sealed as excepted and submitted again;
 * :meth:`CrashSafeSteps.run_once`: a calcfunction that finished under the label gives its outputs again; one left
   unfinished by the crash is sealed as excepted (so nothing stays "Running") and the function runs again;
 * :meth:`CrashSafeSteps.seal_interrupted_below`: the same for process functions inside children written elsewhere
@@ -34,7 +35,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ProcessState
 
-__all__ = ('CRASH_ENV', 'CRASH_LABELS_ENV', 'CrashSafeSteps')
+__all__ = ('CRASH_ENV', 'CRASH_LABELS_ENV', 'NEVER_LAUNCHED', 'CrashSafeSteps', 'never_launched')
 
 #: Test hook: a directory of marker files; see the module docstring. Never set it in production.
 CRASH_ENV = 'MLCAMPAIGN_TEST_CRASH_AFTER'
@@ -42,6 +43,10 @@ CRASH_ENV = 'MLCAMPAIGN_TEST_CRASH_AFTER'
 CRASH_LABELS_ENV = 'MLCAMPAIGN_TEST_CRASH_LABELS'
 
 _CALLS = (LinkType.CALL_CALC, LinkType.CALL_WORK)
+#: The exception set on a process a crash cut short, which its caller then ran again.
+INTERRUPTED = 'interrupted: the daemon worker running it died; the calling step ran it again'
+#: The exception set on a child stored by a submission that a crash cut short, which its caller submitted again.
+NEVER_LAUNCHED = 'never launched: the daemon worker died while submitting it; the calling step submitted it again'
 
 
 def _call_link_label(inputs, kwargs) -> str | None:
@@ -76,9 +81,18 @@ class CrashSafeSteps:
     def submit(self, process, inputs=None, **kwargs):
         label = _call_link_label(inputs, kwargs)
         if label is not None:
-            earlier = self._children_labelled(label)
-            if earlier:
-                node = earlier[0]
+            launched = []
+            for node in self._children_labelled(label):
+                if never_launched(node):
+                    # Killed inside Runner.submit: stored, but neither checkpointed nor handed to the broker, so
+                    # no worker will ever run it. Sealed, and submitted afresh below.
+                    _seal_interrupted(node, NEVER_LAUNCHED)
+                    self.report(f'{label}: {node.process_label}<{node.pk}> was stored but never launched before a '
+                                'restart; sealed as excepted and submitted again')
+                elif not (node.is_excepted and (node.exception or '').startswith(NEVER_LAUNCHED)):
+                    launched.append(node)
+            if launched:
+                node = launched[0]
                 self.report(f'{label}: {node.process_label}<{node.pk}> was submitted before a restart; '
                             'continuing with it instead of submitting again')
                 return node
@@ -112,7 +126,8 @@ class CrashSafeSteps:
         not written here (``PwBaseWorkChain``'s ``create_kpoints_from_distance``). That caller re-runs its step and
         finishes; the interrupted function node can never run again (process functions are not resumable) and
         would stay "Created" or "Running" for ever. A process function whose caller has terminated is such an
-        orphan for certain.
+        orphan for certain; so is a child that a kill caught inside ``Runner.submit`` (never launched), which the
+        caller then submitted again.
         """
         sealed = 0
         stack = list(nodes)
@@ -121,9 +136,9 @@ class CrashSafeSteps:
             for link in caller.base.links.get_outgoing(link_type=_CALLS).all():
                 child = link.node
                 stack.append(child)
-                if caller.is_terminated and not child.is_terminated and \
-                        isinstance(child, (orm.CalcFunctionNode, orm.WorkFunctionNode)):
-                    _seal_interrupted(child)
+                if caller.is_terminated and not child.is_terminated and (
+                        isinstance(child, (orm.CalcFunctionNode, orm.WorkFunctionNode)) or never_launched(child)):
+                    _seal_interrupted(child, NEVER_LAUNCHED if never_launched(child) else INTERRUPTED)
                     sealed += 1
                     self.report(f'{child.process_label}<{child.pk}> under {caller.process_label}<{caller.pk}> was '
                                 'interrupted by a restart and its caller ran it again: sealed as excepted')
@@ -139,7 +154,13 @@ def _outputs(node: orm.ProcessNode):
     return created
 
 
-def _seal_interrupted(node: orm.ProcessNode) -> None:
+def never_launched(node: orm.ProcessNode) -> bool:
+    """Stored by ``submit`` but with no checkpoint and not terminated: the worker died before the process could be
+    continued by anyone (what a kill between storing the node and saving its checkpoint leaves)."""
+    return not node.is_terminated and node.checkpoint is None and node.process_state in (None, ProcessState.CREATED)
+
+
+def _seal_interrupted(node: orm.ProcessNode, why: str = INTERRUPTED) -> None:
     node.set_process_state(ProcessState.EXCEPTED)
-    node.set_exception('interrupted: the daemon worker running it died; the calling step ran it again')
+    node.set_exception(why)
     node.seal()

@@ -3,6 +3,8 @@ tree (the same call link label twice, a node never finished)."""
 
 from aiida.common.links import LinkType
 
+from aiida_mlcampaign.workchains.crash_safe import NEVER_LAUNCHED
+
 CALLS = (LinkType.CALL_CALC, LinkType.CALL_WORK)
 
 
@@ -26,7 +28,9 @@ def census(root) -> dict:
         for label in sorted(set(labels)):
             if label != 'CALL' and labels.count(label) > 1:
                 twins = [link.node for link in node.base.links.get_outgoing(link_type=CALLS, link_label_filter=label)
-                         .all()]
+                         .all() if not (link.node.exception or '').startswith(NEVER_LAUNCHED)]
+                if len(twins) < 2:
+                    continue  # the other was stored by a submission the kill cut short, never ran, and is sealed
                 # Work done twice: a CalcJob or work chain. A process function re-run after a crash inside a
                 # caller not written here is tolerated if the interrupted one was sealed (checked by `unfinished`).
                 kind = 'rerun' if all(twin.node_type.startswith('process.calculation.calcfunction')

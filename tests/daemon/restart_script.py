@@ -5,9 +5,10 @@ count what resumed. Used by ``test_daemon_restart.py``; prints one JSON line.
 
 Before the first kill a ``mlcampaign.dft.label`` of 3 tiny structures is submitted (one pw.x at a time), so that
 kills land while it runs ("mid-dft.label"). In every cycle a small work chain (aiida-core's
-``core.arithmetic.add_multiply``, two calcfunctions) is submitted, then every daemon process of the profile
-(circus, workers, the ZeroMQ broker) is killed with SIGKILL, ``aiida-mlcampaign daemon start`` is run, and the
-work chain must finish: it was queued before the crash, so the restarted daemon must pick it up.
+``core.arithmetic.add_multiply``, two calcfunctions) is submitted and handed to a worker, then every daemon
+process of the profile (circus, workers, the ZeroMQ broker) is killed with SIGKILL, ``aiida-mlcampaign daemon
+start`` is run, a second work chain is submitted, and both must finish: the first was queued or running at the
+crash, the second needs the restarted workers to be subscribed.
 """
 
 import json
@@ -16,7 +17,7 @@ import sys
 import time
 
 from aiida import load_profile, orm
-from aiida.engine import submit
+from aiida.engine import ProcessState, submit
 from aiida.manage import get_manager
 from aiida.plugins import WorkflowFactory
 from ase import Atoms
@@ -34,13 +35,14 @@ def start(profile) -> dict:
     return {'rc': result.returncode, 'seconds': time.monotonic() - began, 'output': result.stdout + result.stderr}
 
 
-def wait(pk, timeout):
+def wait(pk, timeout, picked=False):
+    """The node once terminated (with ``picked``: once a worker has started it), or as it is after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         node = orm.load_node(pk)
-        if node.is_terminated:
+        if node.is_terminated or (picked and node.process_state not in (None, ProcessState.CREATED)):
             return node
-        time.sleep(0.3)
+        time.sleep(0.2)
     return orm.load_node(pk)
 
 
@@ -69,22 +71,31 @@ def main():
     label = submit(label_builder())
     cycles = []
     for cycle in range(kills):
-        pk = submit(add_multiply, x=orm.Int(cycle), y=orm.Int(2), z=orm.Int(3)).pk
+        # Queued before the kill: wait until the broker has handed it to the worker (or it already finished), since
+        # a ZeroMQ submit() returns before the broker has stored the task.
+        before = submit(add_multiply, x=orm.Int(cycle), y=orm.Int(2), z=orm.Int(3)).pk
+        picked = wait(before, 10, picked=True)
         label_running = not orm.load_node(label.pk).is_terminated
         killed = sigkill_daemon(profile)
         restarted = start(profile)
         # A client that outlives the broker keeps the old broker's address: take a fresh one, as a new
         # `verdi` or script would.
         get_manager().reset_broker()
+        get_manager().reset_runner()  # its runner holds the closed communicator
         ready = time.monotonic()
-        node = wait(pk, 120)
+        after = submit(add_multiply, x=orm.Int(cycle), y=orm.Int(3), z=orm.Int(4)).pk  # the workers subscribed?
+        first, second = wait(before, 60), wait(after, 60)
         cycles.append({'killed': killed, 'start_rc': restarted['rc'], 'start_seconds': round(restarted['seconds'], 2),
-                       'resumed': node.is_finished_ok, 'finished_after_start': round(time.monotonic() - ready, 2),
+                       'running_at_kill': not picked.is_terminated, 'resumed': first.is_finished_ok,
+                       'new_work_ran': second.is_finished_ok,
+                       'finished_after_start': round(time.monotonic() - ready, 2),
                        'mid_label': label_running, 'output': restarted['output'] if restarted['rc'] else ''})
     label_node = wait(label.pk, 600)
     pw = [n for n in label_node.called_descendants if n.process_type and n.process_type.endswith('quantumespresso.pw')]
     print(json.dumps({
         'cycles': cycles, 'resumed': sum(c['resumed'] for c in cycles), 'label_ok': label_node.is_finished_ok,
+        'new_work_ran': sum(c['new_work_ran'] for c in cycles),
+        'running_at_kill': sum(c['running_at_kill'] for c in cycles),
         'label_state': str(label_node.process_state), 'kills_mid_label': sum(c['mid_label'] for c in cycles),
         'pw_calculations': len(pw), 'pw_structures': len({c.inputs.structure.uuid for c in pw}),
         'unfinished': [n.pk for n in label_node.called_descendants if not n.is_terminated],

@@ -24,12 +24,13 @@ KILLS = 20
 def check(env, profile):
     result = json.loads(run([sys.executable, SCRIPT, profile, str(KILLS)], env=env).strip().splitlines()[-1])
     cycles = result['cycles']
-    print(f'{profile}: resumed {result["resumed"]}/{KILLS}; {result["kills_mid_label"]} kills during dft.label; '
-          f'start {min(c["start_seconds"] for c in cycles):.1f}-{max(c["start_seconds"] for c in cycles):.1f} s; '
-          f'queued work chain finished {max(c["finished_after_start"] for c in cycles):.1f} s after it at most')
+    print(f'{profile}: resumed {result["resumed"]}/{KILLS} ({result["running_at_kill"]} running at the kill), new '
+          f'work ran {result["new_work_ran"]}/{KILLS}; {result["kills_mid_label"]} kills during dft.label; start '
+          f'{min(c["start_seconds"] for c in cycles):.1f}-{max(c["start_seconds"] for c in cycles):.1f} s; both work '
+          f'chains done {max(c["finished_after_start"] for c in cycles):.1f} s after it at most')
     assert [c for c in cycles if c['start_rc'] != 0] == []
     assert all(c['killed'] >= 3 for c in cycles), cycles  # circus, worker and broker (or worker) were killed
-    assert result['resumed'] == KILLS, cycles
+    assert result['resumed'] == KILLS and result['new_work_ran'] == KILLS, cycles
     assert result['kills_mid_label'] >= 1
     assert result['label_ok'], result
     assert result['pw_calculations'] == result['pw_structures'] == 3 and result['unfinished'] == [], result
