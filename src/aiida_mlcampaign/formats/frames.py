@@ -193,11 +193,7 @@ def checked_int(key: str, value, low=None, high=None) -> int:
         value = int(value)
     else:
         raise FormatError(f'{key}: expected an integer, got {value!r}')
-    if low is not None and value < low:
-        raise FormatError(f'{key}: must be >= {low}, got {value}')
-    if high is not None and value > high:
-        raise FormatError(f'{key}: must be <= {high}, got {value}')
-    return value
+    return _within(key, value, low, high)
 
 
 def checked_float(key: str, value, low=None, high=None) -> float:
@@ -210,11 +206,19 @@ def checked_float(key: str, value, low=None, high=None) -> float:
         raise FormatError(f'{key}: expected a number, got {value!r}') from None
     if not math.isfinite(number):
         raise FormatError(f'{key}: not a finite number ({value!r})')
-    if low is not None and number < low:
-        raise FormatError(f'{key}: must be >= {low:g}, got {number:g}')
-    if high is not None and number > high:
-        raise FormatError(f'{key}: must be <= {high:g}, got {number:g}')
-    return number
+    return _within(key, number, low, high)
+
+
+def _within(key: str, value, low, high):
+    """``value`` if it lies in ``[low, high]`` (either bound may be None), else a FormatError naming ``key``."""
+    def show(number):
+        return str(number) if isinstance(number, int) else f'{number:g}'
+
+    if low is not None and value < low:
+        raise FormatError(f'{key}: must be >= {show(low)}, got {show(value)}')
+    if high is not None and value > high:
+        raise FormatError(f'{key}: must be <= {show(high)}, got {show(value)}')
+    return value
 
 
 def _require_finite(name: str, array) -> None:
