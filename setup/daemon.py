@@ -24,7 +24,8 @@ import shutil
 import signal
 import time
 
-__all__ = ('DaemonStart', 'broker_status', 'start_daemon', 'stop_daemon')
+__all__ = ('DaemonStart', 'broker_status', 'queued_process_pks', 'requeue_lost_processes', 'start_daemon',
+           'stop_daemon')
 
 
 @dataclasses.dataclass
@@ -39,6 +40,7 @@ class DaemonStart:
     seconds: float = 0.0
     cleared: list[str] = dataclasses.field(default_factory=list)
     killed_orphans: int = 0
+    requeued: list[int] = dataclasses.field(default_factory=list)
     ok: bool = False
 
     def lines(self) -> list[str]:
@@ -50,6 +52,9 @@ class DaemonStart:
         if self.subscribers is not None:
             out.append(f'{self.subscribers} worker(s) subscribed to the broker after {self.seconds:.1f} s '
                        f'({self.attempts} start(s))')
+        if self.requeued:
+            out.append(f'queued again {len(self.requeued)} process(es) whose task the crash lost: '
+                       + ' '.join(map(str, self.requeued)))
         out.append('daemon ready' if self.ok else 'daemon NOT ready: see verdi daemon logshow')
         return out
 
@@ -116,6 +121,65 @@ def clear_dead_broker(profile) -> list[str]:
             path.unlink(missing_ok=True)
             cleared.append(name)
     return cleared
+
+
+def queued_process_pks(profile) -> set[int] | None:
+    """The pks of the processes that the ZeroMQ broker holds a task for (waiting or handed to a worker), read from
+    its persistent queue on disk; None for RabbitMQ, whose queues ``verdi process repair`` inspects.
+
+    Why: aiida-core's ZeroMQ client sends ``continue`` tasks without waiting for the broker to store them
+    (``Runner.submit`` passes ``no_reply=True``), so a worker killed within milliseconds of a submission leaves a
+    checkpointed process that no task will ever continue, and aiida-core 2.9 has no ``process repair`` for this
+    broker. Read only: the broker's own ``PersistentQueue`` moves files when it is opened.
+    """
+    if not _is_zeromq(profile):
+        return None
+    tasks = _broker_dir(profile) / 'storage' / 'tasks'
+    pks = set()
+    for state in ('pending', 'processing'):  # pending first: a task moving meanwhile is then seen in processing
+        for path in sorted((tasks / state).glob('*.json')):
+            try:
+                body = json.loads(path.read_text()).get('body') or {}
+                if body.get('task') == 'continue':
+                    pks.add(int(body['args']['pid']))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return pks
+
+
+def lost_processes(profile, pks=None) -> list[int]:
+    """Unfinished, checkpointed processes (``pks``, or all of the profile) with no task in the ZeroMQ broker."""
+    from aiida import orm
+
+    queued = queued_process_pks(profile)
+    if queued is None:
+        return []
+    query = orm.QueryBuilder().append(
+        orm.ProcessNode, project=['id', 'node_type'],
+        filters={'attributes.process_state': {'in': ['created', 'waiting', 'running']},
+                 'attributes': {'has_key': 'checkpoints'},
+                 **({'id': {'in': list(pks)}} if pks is not None else {})})
+    # A process function run inside a step keeps no checkpoint (crash_safe seals the ones a crash cut); one that
+    # was submitted has one and is continued like any process.
+    return sorted(pk for pk, _ in query.iterall() if pk not in queued)
+
+
+def requeue_lost_processes(profile, pks=None, *, settle: float = 1.0) -> list[int]:
+    """Send a ``continue`` task for each process of :func:`lost_processes` (the ZeroMQ ``verdi process repair``)
+    and return their pks. A process still missing after ``settle`` seconds is lost: a task in flight from a live
+    client reaches the broker within milliseconds."""
+    from aiida.manage import get_manager
+
+    lost = lost_processes(profile, pks)
+    if lost and settle:
+        time.sleep(settle)
+        lost = lost_processes(profile, lost)
+    if lost:
+        controller = get_manager().get_process_controller()
+        for pk in lost:
+            # With a reply the ZeroMQ broker answers once the task is on disk: nothing is lost if we exit next.
+            controller.continue_process(pk, nowait=False, no_reply=False).result(timeout=30)
+    return lost
 
 
 #: What follows ``verdi -p PROFILE daemon`` in the command lines of circus, a worker and the ZeroMQ broker (circus's
@@ -222,6 +286,7 @@ def start_daemon(profile, workers: int = 1, *, timeout: float = 60.0, restart: b
         result.subscribers = _wait_subscribed(profile, workers, since - 6.0 if running else since, timeout)
         if result.subscribers is not None and result.subscribers >= workers:
             result.ok = True
+            result.requeued = requeue_lost_processes(profile)
             break
         stop_daemon(profile, client)  # a worker missed the broker: once more from a clean state
     result.seconds = time.monotonic() - started

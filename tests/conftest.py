@@ -17,3 +17,27 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     return FIXTURES
+
+
+#: The longest tests (minutes each on 2 cores: real daemons, pw.x, neppo), longest first. ``pytest-xdist`` (``-n 4
+#: --dist load`` in pyproject.toml) hands out the first tests one by one, in turn, to its workers: put first, these
+#: start at once on both workers instead of one of them ending the run alone.
+LONGEST_FIRST = (
+    'tests/daemon/test_nep_loop.py::',
+    'tests/daemon/test_daemon_restart.py::test_embedded',
+    'tests/daemon/test_daemon_restart.py::test_production',
+    'tests/daemon/test_active_learning.py::',
+    'tests/daemon/test_daemon.py::test_quickstart',
+    'tests/daemon/',
+)
+
+
+def _rank(item) -> int:
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: the rest keeps the collection order

@@ -19,9 +19,9 @@ work chain (the loops put the iteration in it). Steps submit nothing else and co
 between a child and the checkpoint holds only children that are found again.
 
 The environment variable :data:`CRASH_ENV` is a test hook: a directory; after each labelled submission or
-calcfunction whose label has no marker file there yet (and matches the regular expression in
-:data:`CRASH_LABELS_ENV`, if set), the worker writes the marker and kills itself with SIGKILL, exactly where a
-real crash would hurt most.
+calcfunction whose label matches the regular expression in :data:`CRASH_LABELS_ENV` (if set) and has no marker
+file there yet (one per work-chain class and label: ``<class>.<label>``), the worker writes the marker and kills
+itself with SIGKILL, exactly where a real crash would hurt most.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def _call_link_label(inputs, kwargs) -> str | None:
     return None if label in (None, 'CALL') else label
 
 
-def _maybe_crash(label: str | None) -> None:
+def _maybe_crash(label: str | None, owner: str) -> None:
     directory = os.environ.get(CRASH_ENV)
     if not directory or label is None:
         return
     pattern = os.environ.get(CRASH_LABELS_ENV)
     if pattern and not re.search(pattern, label):
         return
-    marker = pathlib.Path(directory) / label
+    marker = pathlib.Path(directory) / f'{owner}.{label}'  # once per work-chain class and label
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +95,22 @@ class CrashSafeSteps:
                 node = launched[0]
                 self.report(f'{label}: {node.process_label}<{node.pk}> was submitted before a restart; '
                             'continuing with it instead of submitting again')
+                if not node.is_terminated and self._requeue_if_lost(node):
+                    self.report(f'{label}: the broker had lost the task of {node.process_label}<{node.pk}> '
+                                '(the worker died before sending it); queued it again')
                 return node
         node = super().submit(process, inputs, **kwargs)
-        _maybe_crash(label)
+        _maybe_crash(label, type(self).__name__)
         return node
+
+    def _requeue_if_lost(self, node: orm.ProcessNode) -> bool:
+        """Queue ``node`` again if the broker holds no task for it (ZeroMQ only: its client sends a submission's
+        task without waiting for the broker, so a kill right after ``submit`` can lose it)."""
+        from aiida.manage import get_manager
+
+        from aiida_mlcampaign.setup.daemon import requeue_lost_processes
+
+        return bool(requeue_lost_processes(get_manager().get_profile(), [node.pk]))
 
     def run_once(self, function, *args, **kwargs):
         """``function(*args, **kwargs)`` (a calcfunction), unless it already finished under the same label."""
@@ -114,7 +126,7 @@ class CrashSafeSteps:
                 self.report(f'{label}: {node.process_label}<{node.pk}> was interrupted by a restart; sealed as '
                             'excepted and run again')
         outputs = function(*args, **kwargs)
-        _maybe_crash(label)
+        _maybe_crash(label, type(self).__name__)
         return outputs
 
 

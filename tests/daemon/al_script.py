@@ -5,6 +5,8 @@ Usage:
     python al_script.py PROFILE state PK         -> where the loop is (iteration children, running pw.x jobs)
     python al_script.py PROFILE report PK        -> outputs and the PwCalculation census of the loop
     python al_script.py PROFILE restart PK       -> submits a loop continuing PK for one more iteration
+    python al_script.py PROFILE aimd             -> {"pk": ...}   a 3-step dft.aimd in two segments
+    python al_script.py PROFILE aimd_report PK   -> its outcome and census
 """
 
 import json
@@ -65,6 +67,18 @@ def loop_builder(training_set, family):
     return builder
 
 
+def aimd_builder(family):
+    """3 BOMD steps of Cu2S2 in two pw.x segments (2 + 1), one equilibration step: every step of the work chain
+    (segment submissions, joining the thermodynamics, collecting the frames) runs, in seconds."""
+    from aiida_mlcampaign.workchains.dft_aimd import DftAimdWorkChain
+
+    return DftAimdWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'), orm.StructureData(ase=cu2s2(0.02, 5)), temperature=600.0, steps=3,
+        protocol='fast', pseudo_family=family, options=OPTIONS,
+        overrides={'dft': TINY_DFT, 'segment_steps': 2, 'thermostat': 'initial',
+                   'equilibration_steps': 1, 'every': 1})
+
+
 def pw_census(node):
     calcs = [n for n in node.called_descendants if n.process_type and n.process_type.endswith('quantumespresso.pw')]
     structures = [c.inputs.structure.uuid for c in calcs]
@@ -102,6 +116,17 @@ def main():
                            'input_frames': node.inputs.training_set.num_frames,
                            'iterations': (sorted(node.outputs.iterations.keys()) if 'iterations' in node.outputs
                                           else [])})
+        print(json.dumps(report))
+    elif command == 'aimd':
+        print(json.dumps({'pk': submit(aimd_builder(family)).pk}))
+    elif command == 'aimd_report':
+        node = orm.load_node(int(sys.argv[3]))
+        report = {'finished_ok': node.is_finished_ok, 'terminated': node.is_terminated, **pw_census(node),
+                  'census': census(node),
+                  'segments': sorted(link.link_label for link in node.base.links.get_outgoing().all()
+                                     if link.link_label.startswith('segment_'))}
+        if node.is_finished_ok:
+            report['temperatures'] = len(node.outputs.thermo.get_array('temperature'))
         print(json.dumps(report))
     elif command == 'restart':
         from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain

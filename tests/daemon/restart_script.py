@@ -8,7 +8,9 @@ kills land while it runs ("mid-dft.label"). In every cycle a small work chain (a
 ``core.arithmetic.add_multiply``, two calcfunctions) is submitted and handed to a worker, then every daemon
 process of the profile (circus, workers, the ZeroMQ broker) is killed with SIGKILL, ``aiida-mlcampaign daemon
 start`` is run, a second work chain is submitted, and both must finish: the first was queued or running at the
-crash, the second needs the restarted workers to be subscribed.
+crash, the second needs the restarted workers to be subscribed. On the embedded profile one more work chain is
+stored and checkpointed before the first kill but its task is never sent (a client killed right after a
+ZeroMQ ``submit``): the start command must queue it again, and it must finish.
 """
 
 import json
@@ -70,7 +72,15 @@ def main():
     assert first['rc'] == 0, first
     label = submit(label_builder())
     cycles = []
+    zeromq = 'zeromq' in (get_manager().get_profile().process_control_backend or '')
+    lost = None
     for cycle in range(kills):
+        if cycle == 0 and zeromq:
+            runner = get_manager().get_runner()
+            process = runner.instantiate_process(add_multiply, x=orm.Int(1), y=orm.Int(1), z=orm.Int(1))
+            runner.persister.save_checkpoint(process)  # what Runner.submit does before it sends the task
+            process.close()
+            lost = process.node.pk
         # Queued before the kill: wait until the broker has handed it to the worker (or it already finished), since
         # a ZeroMQ submit() returns before the broker has stored the task.
         before = submit(add_multiply, x=orm.Int(cycle), y=orm.Int(2), z=orm.Int(3)).pk
@@ -89,10 +99,13 @@ def main():
                        'running_at_kill': not picked.is_terminated, 'resumed': first.is_finished_ok,
                        'new_work_ran': second.is_finished_ok,
                        'finished_after_start': round(time.monotonic() - ready, 2),
-                       'mid_label': label_running, 'output': restarted['output'] if restarted['rc'] else ''})
+                       'mid_label': label_running, 'output': restarted['output'] if restarted['rc'] else '',
+                       'start_output': restarted['output'] if cycle == 0 else ''})
+    requeued = wait(lost, 60).is_finished_ok if lost is not None else None
     label_node = wait(label.pk, 600)
     pw = [n for n in label_node.called_descendants if n.process_type and n.process_type.endswith('quantumespresso.pw')]
     print(json.dumps({
+        'lost_task_requeued': requeued, 'requeue_reported': any('queued again 1' in c['start_output'] for c in cycles),
         'cycles': cycles, 'resumed': sum(c['resumed'] for c in cycles), 'label_ok': label_node.is_finished_ok,
         'new_work_ran': sum(c['new_work_ran'] for c in cycles),
         'running_at_kill': sum(c['running_at_kill'] for c in cycles),

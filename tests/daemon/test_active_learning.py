@@ -1,9 +1,9 @@
 """``mlcampaign.al.loop`` for real: pw.x, motep and the daemon on PostgreSQL + RabbitMQ.
 
-Two MTP iterations on 4-atom Cu2S2 cells. During iteration 2, while pw.x jobs of the DFT labelling
-run, the whole daemon is killed with SIGKILL and started again: the loop must finish with no
-PwCalculation run twice. Then a second loop started from the first one's outputs continues with
-iteration 3 without recomputing anything.
+Two MTP iterations on 4-atom Cu2S2 cells. During iteration 2, while pw.x jobs of the DFT labelling run, the whole
+daemon is killed with SIGKILL and started again: the loop must finish with no PwCalculation run twice. Beside it a
+``dft.aimd`` runs under the same injected crashes. Then a second loop started from the first one's outputs continues
+with iteration 3 without recomputing anything.
 """
 
 import json
@@ -58,8 +58,12 @@ def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
              '--db-name', database, '--mpiprocs', '1'], env=al_env)
         # As in test_nep_loop: the worker is also killed after every step of iteration 1 that submits or computes.
         crashes = tmp_path / 'crashes'
-        daemon_env = {**al_env, CRASH_ENV: str(crashes), CRASH_LABELS_ENV: r'^iteration_01_|^label_|^collect_frames$'}
+        # A dft.aimd runs beside the loop under the same crashes: after each segment's submission, after joining
+        # the thermodynamics and after collecting the frames.
+        daemon_env = {**al_env, CRASH_ENV: str(crashes),
+                      CRASH_LABELS_ENV: r'^iteration_01_|^label_|^collect_frames$|^segment_|^join_thermo$'}
         verdi(profile, 'daemon', 'start', '2', env=daemon_env)
+        aimd = script(al_env, profile, 'aimd')['pk']
         pk = script(al_env, profile, 'submit')['pk']
 
         wait_for(al_env, profile, pk, lambda s: 'iteration_02_label' in s['children'] and s['running_pw_jobs'], 1500)
@@ -73,8 +77,17 @@ def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
         assert report['pw_calculations'] == report['distinct_structures'], report  # nothing ran twice
         killed = sorted(path.name for path in crashes.iterdir())
         print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
-        assert {'iteration_01_train', 'iteration_01_explore', 'iteration_01_test', 'iteration_01_select',
-                'iteration_01_label', 'iteration_01_evaluate', 'iteration_01_merge'} <= set(killed)
+        loop_steps = {'iteration_01_train', 'iteration_01_explore', 'iteration_01_test', 'iteration_01_select',
+                      'iteration_01_label', 'iteration_01_evaluate', 'iteration_01_merge'}
+        assert {f'ActiveLearningWorkChain.{step}' for step in loop_steps} <= set(killed)
+        assert {'DftLabelWorkChain.collect_frames', 'DftAimdWorkChain.segment_000', 'DftAimdWorkChain.segment_001',
+                'DftAimdWorkChain.join_thermo', 'DftAimdWorkChain.collect_frames'} <= set(killed)
+        aimd_report = script(al_env, profile, 'aimd_report', aimd)
+        print(f'dft.aimd under crashes: {aimd_report}')
+        assert aimd_report['finished_ok'], aimd_report
+        assert aimd_report['segments'] == ['segment_000', 'segment_001'] and aimd_report['temperatures'] == 3
+        assert aimd_report['pw_calculations'] == 2, aimd_report  # one pw.x per segment, none run twice
+        assert aimd_report['census']['duplicated'] == [] and aimd_report['census']['unfinished'] == [], aimd_report
         assert report['census']['duplicated'] == [] and report['census']['unfinished'] == [], report['census']
         assert report['last_iteration'] == 2 and [row['iteration'] for row in report['summary']] == [1, 2]
         assert report['stop_reason'].startswith('max_iterations')

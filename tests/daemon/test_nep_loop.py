@@ -77,10 +77,12 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
         # The crashes: one after each step's work, none of it done twice, nothing left running.
         killed = sorted(path.name for path in crashes.iterdir())
         print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
-        assert {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_test',
-                'iteration_01_explore', 'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
-                'iteration_01_merge', 'collect_frames'} <= set(killed)
-        assert any(name.startswith('label_') for name in killed)
+        loop_steps = {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_test',
+                      'iteration_01_explore', 'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
+                      'iteration_01_merge'}
+        assert {f'ActiveLearningWorkChain.{step}' for step in loop_steps} <= set(killed)
+        assert 'DftLabelWorkChain.collect_frames' in killed
+        assert any(name.startswith('DftLabelWorkChain.label_') for name in killed)
         assert report['census']['duplicated'] == [] and report['census']['unfinished'] == [], report['census']
     finally:
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=nep_env, capture_output=True, check=False)

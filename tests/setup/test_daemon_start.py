@@ -66,3 +66,43 @@ def test_a_live_brokers_files_are_kept(broker_dir, tmp_path):
 ])
 def test_only_the_profiles_daemon_processes_are_recognised(words, expected):
     assert daemon.is_daemon_process(words, 'smoke') is expected
+
+
+def test_the_brokers_queue_is_read_without_moving_a_file(broker_dir):
+    """Tasks written by aiida-core's own ``PersistentQueue``, one waiting and one handed to a worker."""
+    from aiida.brokers.zeromq.queue import PersistentQueue
+    from plumpy.process_comms import create_continue_body
+
+    queue = PersistentQueue(broker_dir / 'storage' / 'tasks')
+    for task_id, pid in (('a', 11), ('b', 12)):
+        queue.push(task_id, {'id': task_id, 'body': create_continue_body(pid=pid, nowait=False)})
+    queue.pop()  # 11 is now "processing"
+    (broker_dir / 'storage' / 'tasks' / 'pending' / '1_junk.json').write_text('{not json')
+    before = sorted(p.relative_to(broker_dir).as_posix() for p in broker_dir.rglob('*.json'))
+    assert daemon.queued_process_pks(None) == {11, 12}
+    assert sorted(p.relative_to(broker_dir).as_posix() for p in broker_dir.rglob('*.json')) == before
+
+
+def test_a_checkpointed_process_without_a_task_is_found_lost(broker_dir, aiida_profile):
+    """What a worker killed right after ``submit`` leaves on ZeroMQ: a checkpoint, no task."""
+    from aiida import orm
+    from aiida.engine import ProcessState
+
+    def process(state, checkpoint=True, node_class=orm.WorkflowNode):
+        node = node_class()
+        node.set_process_state(state)
+        if checkpoint:
+            node.set_checkpoint('checkpoint')
+        return node.store().pk
+
+    lost = process(ProcessState.CREATED)
+    queued = process(ProcessState.WAITING)
+    never_checkpointed = process(ProcessState.CREATED, checkpoint=False)
+    function = process(ProcessState.RUNNING, checkpoint=False, node_class=orm.CalcFunctionNode)  # run in a step
+    finished = process(ProcessState.FINISHED)
+    from aiida.brokers.zeromq.queue import PersistentQueue
+    from plumpy.process_comms import create_continue_body
+
+    PersistentQueue(broker_dir / 'storage' / 'tasks').push('q', {'body': create_continue_body(pid=queued)})
+    pks = [lost, queued, never_checkpointed, function, finished]
+    assert daemon.lost_processes(aiida_profile, pks) == [lost]

@@ -13,7 +13,8 @@ def daemon_cli():
 
     After a crash, `aiida-mlcampaign daemon start` is the one command that brings all work back: it kills daemon
     processes that outlived their circus, clears a dead ZeroMQ broker's files, starts the daemon and waits until
-    every worker has subscribed to the broker (restarting once if one has not).
+    every worker has subscribed to the broker (restarting once if one has not), then queues again the unfinished
+    processes whose task a ZeroMQ broker lost (a kill right after a submission).
     """
 
 
@@ -64,7 +65,7 @@ def status_command():
     """The daemon and, on the embedded profile, what the broker reports (subscribers, pending tasks)."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_mlcampaign.setup.daemon import broker_status, circus_running
+    from aiida_mlcampaign.setup.daemon import broker_status, circus_running, lost_processes
 
     profile = _profile()
     running = circus_running(get_daemon_client(profile.name))
@@ -75,5 +76,9 @@ def status_command():
                    f'{status.get("pending_tasks")} pending and {status.get("processing_tasks")} processing task(s)')
     elif 'zeromq' in (profile.process_control_backend or ''):
         click.echo('ZeroMQ broker: not running')
+    lost = lost_processes(profile)
+    if lost:
+        click.echo(f'{len(lost)} unfinished process(es) with no task in the broker, which nothing will continue: '
+                   f'{" ".join(map(str, lost))}; `aiida-mlcampaign daemon start` queues them again')
     if not running:
         raise click.exceptions.Exit(1)
