@@ -19,14 +19,15 @@ def fixtures_dir() -> pathlib.Path:
     return FIXTURES
 
 
-#: The longest tests (minutes each on 2 cores: real daemons, pw.x, neppo), longest first. ``pytest-xdist`` (``-n 4
-#: --dist load`` in pyproject.toml) hands out the first tests one by one, in turn, to its workers: put first, these
-#: start at once on both workers instead of one of them ending the run alone.
+#: The longest tests (minutes each on 2 cores: real daemons, pw.x, neppo), longest first. pytest-xdist (``-n 4
+#: --dist load --maxschedchunk 1`` in pyproject.toml) gives each worker two consecutive tests to start with, then
+#: one test at a time to whichever worker is free: each of these is followed by a short test, so that the first
+#: four start at once on four workers and the rest go to the first worker that is free.
 LONGEST_FIRST = (
     'tests/daemon/test_nep_loop.py::',
     'tests/daemon/test_daemon_restart.py::test_embedded',
-    'tests/daemon/test_daemon_restart.py::test_production',
     'tests/daemon/test_active_learning.py::',
+    'tests/daemon/test_daemon_restart.py::test_production',
     'tests/daemon/test_daemon.py::test_quickstart',
     'tests/daemon/',
 )
@@ -40,4 +41,12 @@ def _rank(item) -> int:
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=_rank)  # stable: the rest keeps the collection order
+    ordered = sorted(items, key=_rank)  # stable: the rest keeps the collection order
+    longest = [item for item in ordered if _rank(item) < len(LONGEST_FIRST)]
+    rest = ordered[len(longest):]
+    interleaved = []
+    for item in longest:
+        interleaved.append(item)
+        if rest:
+            interleaved.append(rest.pop(0))
+    items[:] = interleaved + rest
