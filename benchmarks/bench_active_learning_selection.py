@@ -360,6 +360,7 @@ def run_task(task: dict) -> dict:
     rng = np.random.default_rng(1000 + task.get('seed', 0))
     target = settings['target']
     target_file = pathlib.Path(settings['target_file'])
+    path_prev = None  # the MTP fitted in the previous round (set at the end of each round)
     for round_ in range(settings['rounds'] + 1):
         if round_ > 0:
             taken = set(chosen)

@@ -11,7 +11,7 @@ the same MD settings, one core per run. Answers issue #5's "speed per model" on 
 
 * Structure: rock-salt PbTe, ``ase.build.bulk('PbTe', 'rocksalt', a=6.46, cubic=True).repeat(n)``; the
   default ``--sizes 2 4 5`` gives 64, 512 and 1000 atoms.
-* MD (plain ASE, the recipe of the exploration driver ``aiida_mlcampaign.mtp.explore``): Maxwell-Boltzmann
+* MD (plain ASE, the recipe of the exploration driver ``aiida_mlcampaign.exploration``): Maxwell-Boltzmann
   velocities at 300 K from ``numpy.random.default_rng(seed)``, centre-of-mass momentum removed, Langevin
   (friction 0.02 fs^-1, ``FixCom``, the same generator for the noise), time step 1 fs; ``--warmup`` steps
   (20) untimed, then ``--steps`` (200) timed with ``time.perf_counter`` around the ``dynamics.step()``

@@ -242,7 +242,8 @@ def _check_rdf_node(name):
         if isinstance(node, orm.SinglefileData):
             return None
         if not isinstance(node, orm.ArrayData) or not {'r_A', 'g_total', 'g_partial'} <= set(node.get_arraynames()):
-            return f'{name}: expected a compute_rdf or gpumd parser output (ArrayData with r_A, g_total, g_partial) or rdf.out'
+            return (f'{name}: expected a compute_rdf or gpumd parser output (ArrayData with r_A, g_total, g_partial) '
+                    'or rdf.out')
         return None
     return validator
 

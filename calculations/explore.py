@@ -3,7 +3,7 @@
 The CalcJobs only move data: the potential(s), for the MTP the training set (as an mlip ``.cfg`` in the
 potential's species order, for the active set), the starting structures (extended XYZ) and the
 settings (JSON) go into the working directory; the driver ``mlcampaign-explore`` (console script of
-this package, :mod:`aiida_mlcampaign.mtp.explore`) runs the walkers and writes ``candidates.xyz``
+this package, :mod:`aiida_mlcampaign.exploration`) runs the walkers and writes ``candidates.xyz``
 and ``summary.json``, which the parsers ``mlcampaign.mtp.explore`` / ``mlcampaign.nep.explore`` read back.
 The computer needs this package (with motep for the MTP, calorine for the NEP), nothing else. Both share
 :class:`ExploreCalculation`; only the potential inputs and the ``family`` key of the settings differ.
@@ -22,7 +22,7 @@ from aiida.engine import CalcJob
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
-from aiida_mlcampaign.mtp.explore import (
+from aiida_mlcampaign.exploration import (
     CANDIDATES_FILENAME,
     SUMMARY_FILENAME,
     check_explore_settings,
@@ -155,7 +155,7 @@ class ExploreCalculation(CalcJob):
     ``grade_every`` steps; frames above ``select_threshold`` become unlabelled candidates,
     ``break_threshold`` stops the walker after saving the frame, exploded walkers (close atoms,
     non-finite energy or forces, grade above ``explode_grade``) stop without saving. See
-    :func:`aiida_mlcampaign.mtp.explore.check_explore_settings` for ``parameters``. Subclasses add the
+    :func:`aiida_mlcampaign.exploration.check_explore_settings` for ``parameters``. Subclasses add the
     potential inputs and write them (:meth:`_write_potentials`).
     """
 
@@ -182,7 +182,7 @@ class ExploreCalculation(CalcJob):
                              help='Starting structures; every one is run at every temperature with every seed.')
         spec.input('parameters', valid_type=orm.Dict, validator=_parameters_validator(cls._FAMILY),
                    help='temperatures, seeds, steps, time_step, grade_every and the optional settings of '
-                        'aiida_mlcampaign.mtp.explore.check_explore_settings.' + cls._PARAMETERS_HELP)
+                        'aiida_mlcampaign.exploration.check_explore_settings.' + cls._PARAMETERS_HELP)
 
         spec.output('candidates', valid_type=TrainingSetData, required=False,
                     help='Unlabelled frames above the select threshold (origin "explore", temperature set); '

@@ -11,7 +11,7 @@ from aiida.parsers import Parser
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.extxyz import read_extxyz
 from aiida_mlcampaign.formats.frames import FormatError
-from aiida_mlcampaign.mtp.explore import ERROR_MARKER
+from aiida_mlcampaign.exploration import ERROR_MARKER
 
 __all__ = ('ExploreParser', 'MtpExploreParser', 'NepExploreParser')
 

@@ -133,7 +133,8 @@ class MlpTrainParser(_MlipParser):
         if not log['finished']:
             if status:
                 return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=self._last_words())
-            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail='no TRAIN ERRORS report; the run did not finish')
+            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(
+                detail='no TRAIN ERRORS report; the run did not finish')
         errors = log['train_errors']
         self.out('training_errors', orm.Dict(errors))
         if log['validation_errors'] is not None:

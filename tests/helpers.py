@@ -45,3 +45,14 @@ def python_program(folder, name: str, script, env: dict | None = None):
     path.write_text(f'#!/bin/sh\n{exports}exec "{sys.executable}" "{script}" "$@"\n')
     path.chmod(0o755)
     return path
+
+
+def outputs_without_creator(process) -> list[str]:
+    """The outputs of a work chain that it stored itself (no creating calculation) and that are not among its own
+    inputs: each should come from a calcfunction or a calculation (``calculations/records.py``)."""
+    from aiida.common.links import LinkType
+
+    inputs = {link.node.pk for link in process.base.links.get_incoming().all()}
+    return sorted(f'{link.link_label}: {link.node.__class__.__name__}<{link.node.pk}>'
+                  for link in process.base.links.get_outgoing(link_type=LinkType.RETURN).all()
+                  if link.node.creator is None and link.node.pk not in inputs)

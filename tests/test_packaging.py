@@ -21,7 +21,7 @@ LOAD_ALL_ENTRY_POINTS = textwrap.dedent('''
     loaded = {}
     for entry_point in dist.entry_points:
         loaded[f'{entry_point.group}:{entry_point.name}'] = repr(entry_point.load())
-    stray = [name for name in ('calculations', 'setup', 'workchains', 'parsers')
+    stray = [name for name in ('calculations', 'setup', 'workchains', 'parsers', 'data', 'cli')
              if importlib.util.find_spec(name) is not None]
     import aiida_mlcampaign
     print(json.dumps({'loaded': loaded, 'stray_top_level': stray, 'location': aiida_mlcampaign.__file__}))
@@ -43,7 +43,7 @@ def test_wheel_maps_design_folders_into_one_package(wheel):
     for module in ('workchains/dft_label.py', 'calculations/training_set.py', 'setup/pseudos.py',
                    'setup/ld1/P.pbe-n-rrkjus_psl.1.0.0.in', 'setup/ld1/cutoffs_psl_us_n.json',
                    'workchains/protocols/dft_label.yaml', 'setup/templates/computer-slurm-gpu.yaml',
-                   'data/mtp_templates/08.mtp', 'mtp/explore.py', 'workchains/active_learning.py'):
+                   'mtp/templates/08.mtp', 'exploration.py', 'workchains/active_learning.py'):
         assert f'aiida_mlcampaign/{module}' in names
 
 

@@ -32,6 +32,7 @@ from aiida_mlcampaign.calculations.explore import MtpExploreCalculation, NepExpl
 from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
 from aiida_mlcampaign.calculations.nep import NepTrainCalculation, nep_engine
 from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep, select_by_committee
+from aiida_mlcampaign.calculations.records import loop_summary
 from aiida_mlcampaign.calculations.selection import select_for_labelling
 from aiida_mlcampaign.calculations.training_set import candidates_from_trajectory, merge_training_sets
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
@@ -590,9 +591,11 @@ class ActiveLearningWorkChain(CrashSafeSteps, WorkChain):
         if self._is_nep:
             self.out('committee', dict(self.ctx.committee))
         self.out('training_set', self.ctx.training_set)
-        self.out('stop_reason', orm.Str(self.ctx.stop_reason).store())
-        self.out('last_iteration', orm.Int(self.ctx.iteration).store())
-        self.out('summary', orm.List(self.ctx.summary).store())
+        record = self.run_once(loop_summary, summary=orm.List(self.ctx.summary),
+                               stop_reason=orm.Str(self.ctx.stop_reason), last_iteration=orm.Int(self.ctx.iteration),
+                               metadata={'call_link_label': 'record_summary'})
+        for name in ('stop_reason', 'last_iteration', 'summary'):
+            self.out(name, record[name])
 
 
 def _nep_error(errors: dict, quantity: str, which: str) -> float | None:

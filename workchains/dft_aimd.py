@@ -30,6 +30,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida.plugins import WorkflowFactory
 
+from aiida_mlcampaign.calculations.records import dft_settings_record
 from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.qe import RY_TIME_IN_FS, continuation_velocities, read_md_thermo
@@ -241,6 +242,7 @@ class DftAimdWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain):
                                                 self.inputs.conv_thr_per_atom.value)
         record.update({'time_step_fs': self.inputs.time_step.value, 'thermostat': self.inputs.thermostat.value,
                        'temperature': self.inputs.temperature.value})
-        self.out('dft_settings', orm.Dict(record).store())
+        self.out('dft_settings', self.run_once(dft_settings_record, record=orm.Dict(record),
+                                               metadata={'call_link_label': 'record_dft_settings'}))
         self.report(f'{self.ctx.steps_done} MD steps in {len(self.ctx.segments)} segment(s); '
                     f'{kept} frames kept in TrainingSetData<{training_set.pk}>')

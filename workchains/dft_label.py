@@ -15,6 +15,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida.plugins import WorkflowFactory
 
+from aiida_mlcampaign.calculations.records import dft_settings_record, failed_structures
 from aiida_mlcampaign.calculations.training_set import training_set_from_pw
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains import dft_common
@@ -159,7 +160,8 @@ class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain)
     def collect(self):
         total = len(self.inputs.structures)
         if self.ctx.failed:
-            self.out('failed_structures', orm.List(sorted(self.ctx.failed)).store())
+            self.out('failed_structures', self.run_once(failed_structures, keys=orm.List(self.ctx.failed),
+                                                        metadata={'call_link_label': 'record_failed'}))
         if not self.ctx.finished:
             return self.exit_codes.ERROR_NO_FRAMES
 
@@ -183,7 +185,8 @@ class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain)
         elements = {s for st in self.inputs.structures.values() for s in st.get_symbols_set()}
         record = dft_common.dft_settings_record(dft_inputs, self.ctx.family, elements,
                                                 self.inputs.conv_thr_per_atom.value)
-        self.out('dft_settings', orm.Dict(record).store())
+        self.out('dft_settings', self.run_once(dft_settings_record, record=orm.Dict(record),
+                                               metadata={'call_link_label': 'record_dft_settings'}))
         self.report(f'{len(self.ctx.finished)} of {total} structures labelled; TrainingSetData<{training_set.pk}>')
 
         if len(self.ctx.failed) > self.inputs.max_failed_fraction.value * total:

@@ -53,7 +53,7 @@ def test_gpumd_stdout():
 
 
 def explore_summary():
-    """The shape of ``summary.json`` written by ``mtp/explore.py`` (walker records, totals, settings)."""
+    """The shape of ``summary.json`` written by ``exploration.py`` (walker records, totals, settings)."""
     return {
         'settings': {'grade_every': 10, 'engine': 'cext'},
         'walkers': [
@@ -93,10 +93,12 @@ def test_compare_speeds_table_and_figure():
     assert table['models'] == ['NEP', 'MTP', 'DFT']
     assert table['slowest'] == 'DFT' and table['fastest'] == 'NEP'
     assert table['ratio_to_slowest']['DFT'] == 1.0
-    assert table['ratio_to_slowest']['NEP'] / table['ratio_to_slowest']['MTP'] == pytest.approx(GPUMD_SPEED / LAMMPS_SPEED)
+    ratio = table['ratio_to_slowest']['NEP'] / table['ratio_to_slowest']['MTP']
+    assert ratio == pytest.approx(GPUMD_SPEED / LAMMPS_SPEED)
     assert table['statements'][0].startswith('NEP ') and table['statements'][0].endswith('x faster than DFT')
     two = speed.compare_speeds({'MTP': LAMMPS_SPEED, 'NEP': GPUMD_SPEED})
-    assert two['statements'] == [f'NEP {GPUMD_SPEED / LAMMPS_SPEED:.1f}x faster than MTP'] == ['NEP 38.1x faster than MTP']
+    expected = f'NEP {GPUMD_SPEED / LAMMPS_SPEED:.1f}x faster than MTP'
+    assert two['statements'] == [expected] == ['NEP 38.1x faster than MTP']
     png = speed.speed_figure(table, {'NEP': '1 GPU'})
     assert png.startswith(b'\x89PNG') and len(png) > 1000
     with pytest.raises(ValueError, match='MTP: speed must be positive'):

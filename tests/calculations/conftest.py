@@ -47,7 +47,8 @@ def fake_code(calcjob_computer):
 
 @pytest.fixture
 def generate_calc_job(aiida_profile, tmp_path):
-    """Return ``factory(process_class, inputs) -> (calcinfo, folder, process)``; raises as the engine would on bad inputs."""
+    """Return ``factory(process_class, inputs) -> (calcinfo, folder, process)``; raises as the engine would on bad
+    inputs."""
     from aiida.common.folders import Folder
     from aiida.engine.utils import instantiate_process
     from aiida.manage import get_manager

@@ -421,7 +421,8 @@ def test_calc_grade_parser_reads_mv_grade_and_keeps_input_references(generate_ca
     graded = sample_frames('graded.cfg')
     training_set = TrainingSetData.from_frames(graded, species=ORDER)  # no mv_grade stored on the input
     state = b'MTP\nversion = 1.1.0\n^\x00\x00\x00\x00\x00\x00\xf0?#\x01\x02'
-    node = generate_calc_job_node(MlpCalcGradeCalculation, {'potential': sample_potential, 'training_set': training_set},
+    node = generate_calc_job_node(MlpCalcGradeCalculation,
+                                  {'potential': sample_potential, 'training_set': training_set},
                                   {'graded.cfg': SAMPLES / 'graded.cfg', 'state.als': state, EXIT_STATUS_FILE: '0'})
     results, status = parse(MlpCalcGradeParser, node)
     assert status == 0

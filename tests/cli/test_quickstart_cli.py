@@ -23,6 +23,6 @@ def test_bad_options_are_refused_before_anything_is_made(options, message, tmp_p
 
 
 def test_one_structure_without_active_learning_is_fine():
-    from aiida_mlcampaign.quickstart import check_options
+    from aiida_mlcampaign.cli.quickstart import check_options
 
     check_options(count=1, mpiprocs=1, iterations=0)

@@ -26,7 +26,8 @@ def test_overlapping_atoms_refuse_the_whole_import(aiida_profile_clean, tmp_path
     bad = good.copy()
     bad.positions[1] = bad.positions[0] + [0.2, 0, 0]
     ase.io.write(tmp_path / 'two.xyz', [good, bad], format='extxyz')
-    result = CliRunner().invoke(cli, ['structures', '-p', aiida_profile_clean.name, 'import', str(tmp_path / 'two.xyz')])
+    result = CliRunner().invoke(cli, ['structures', '-p', aiida_profile_clean.name, 'import',
+                                      str(tmp_path / 'two.xyz')])
     assert result.exit_code != 0
     assert 'two.xyz[1]: atoms 0 and 1 are 0.20 Å apart' in result.output
     assert orm.QueryBuilder().append(orm.StructureData).count() == 0

@@ -100,7 +100,8 @@ def test_read_errors_report_calc_errors_sample():
 
 
 def test_read_errors_report_nan_becomes_none_and_cut_report_is_refused():
-    text = sample('calc_errors.log').replace('RMS(StresDiff) / RMS(Stres) = 0.2455', 'RMS(StresDiff) / RMS(Stres) = nan')
+    text = sample('calc_errors.log').replace('RMS(StresDiff) / RMS(Stres) = 0.2455',
+                                             'RMS(StresDiff) / RMS(Stres) = nan')
     assert mlip2.read_errors_report(text)['virial_rms_rel'] is None
     cut = sample('calc_errors.log').rsplit('Virial stresses', 1)[0]
     with pytest.raises(ValueError, match='cut off'):
@@ -199,7 +200,8 @@ def test_check_mlip_ini_accepts_comments_and_indentation():
      r'threshold-break \(2.1\) must be larger than select:threshold \(2.1\)'),
     ('mtp-filename p.mtp\nselect TRUE\nselect:threshold 5\nselect:threshold-break 3\nselect:load-state s.als\n',
      r'threshold-break \(3.0\) must be larger'),
-    ('mtp-filename p.mtp\nselect TRUE\nselect:threshold 2\nselect:threshold-break 10\n', r'select:load-state is needed'),
+    ('mtp-filename p.mtp\nselect TRUE\nselect:threshold 2\nselect:threshold-break 10\n',
+     r'select:load-state is needed'),
     ('select FALSE\n', r'mtp-filename is missing'),
     ('mtp-filename p.mtp\nmtp-filename q.mtp\n', r'given twice'),
     ('mtp-filename p.mtp\nselect TRUE\nselect:threshold 0.5\n', r'select:threshold must be >= 1'),

@@ -36,5 +36,6 @@ def cu2s2(rattle=0.0, seed=0, a=4.1, shift=None):
 
 
 #: Cheap but real settings for tests: 20/160 Ry and a Γ-centred 1x1x1..2x2x2 mesh.
-TEST_OVERRIDES = {'dft': {'kpoints_distance': 1.0, 'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 160.0}}}}}
+TEST_OVERRIDES = {'dft': {'kpoints_distance': 1.0,
+                          'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 160.0}}}}}
 TEST_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}

@@ -17,7 +17,7 @@ from ase.build import bulk
 
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
-from tests.helpers import python_program
+from tests.helpers import outputs_without_creator, python_program
 from tests.workchains.test_active_learning_inputs import label_inputs  # noqa: F401 (fixture)
 
 TESTS = pathlib.Path(__file__).parent.parent
@@ -91,6 +91,7 @@ def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # n
     builder = gpumd_builder(replay_codes, label_inputs, [{**STAGE, 'dump_xyz': [10, 'dump.xyz']}])
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert outputs_without_creator(node) == []
     row = results['summary'].get_list()[0]
     assert row['explored_frames'] == row['candidates'] >= 1
     assert row['labels_added'] == 0 and row['candidate_fraction'] == 0.0

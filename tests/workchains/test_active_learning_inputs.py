@@ -34,7 +34,8 @@ def codes(aiida_localhost, label_inputs):
     def code(label, plugin):
         return orm.InstalledCode(label=label, computer=aiida_localhost, filepath_executable='/bin/true',
                                  default_calc_job_plugin=plugin).store()
-    return {'label': label_inputs, 'nep': code('nep', 'mlcampaign.nep.train'), 'explore': code('explore', 'mlcampaign.nep.explore'),
+    return {'label': label_inputs, 'nep': code('nep', 'mlcampaign.nep.train'),
+            'explore': code('explore', 'mlcampaign.nep.explore'),
             'motep': code('motep', 'mlcampaign.motep.train'), 'mtp-explore': code('mtp-x', 'mlcampaign.mtp.explore')}
 
 

@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_mlcampaign.workchains.dft_aimd import DftAimdWorkChain
+from tests.helpers import outputs_without_creator
 from tests.workchains.conftest import TEST_OPTIONS, TEST_OVERRIDES, cu2s2
 
 pytestmark = pytest.mark.pw
@@ -27,6 +28,7 @@ def test_three_step_nve_in_two_segments(pw_code, pseudo_family):
                            every=1)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_status
+    assert outputs_without_creator(node) == []
 
     segments = [n for n in node.called if n.process_label == 'PwBaseWorkChain']
     assert len(segments) == 2

@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
+from tests.helpers import outputs_without_creator
 from tests.workchains.conftest import TEST_OPTIONS, TEST_OVERRIDES, cu2s2
 
 pytestmark = pytest.mark.pw
@@ -114,6 +115,7 @@ def test_failed_frames_are_tolerated_and_reported(pw_code, pseudo_family):
 
     assert node.is_finished_ok, node.exit_status
     assert results['failed_structures'].get_list() == ['too_many_electrons']
+    assert outputs_without_creator(node) == []  # every output made by a calcfunction (calculations/records.py)
     training_set = results['training_set']
     assert training_set.num_frames == 2
     assert set(training_set.get_array('origins')) == {'dft-label'}

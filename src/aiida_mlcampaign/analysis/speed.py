@@ -8,7 +8,7 @@ atom-steps/s = atoms × MD steps / wall time of the MD loop. Sources:
 * a LAMMPS log: ``Loop time of <s> on <P> procs for <N> steps with <A> atoms`` and the following
   ``Performance: ... <r> timesteps/s, <v> katom-step/s`` line (unit prefix k/M/G; older LAMMPS print no
   atom-step figure, then A·N/s is used) — :func:`read_lammps_log`;
-* the ASE/motep exploration driver (``mtp/explore.py``): its ``summary.json`` records for every walker the
+* the ASE/motep exploration driver (``exploration.py``): its ``summary.json`` records for every walker the
   atom count, ``steps_run`` and ``wall_time`` (s, MD *and* extrapolation grading, which runs every
   ``grade_every`` steps): :func:`explore_speed`. That is the speed of exploration as run, not of bare MD.
 

@@ -79,7 +79,8 @@ def direction_of_force(driving_force) -> tuple[str, float]:
     """
     values = np.asarray(driving_force, dtype=float).reshape(-1)
     if values.size != 3:
-        raise ValueError(f'driving_force: expected the 3 components (Fe_x, Fe_y, Fe_z) in 1/Å, got {values.size} values')
+        raise ValueError(f'driving_force: expected the 3 components (Fe_x, Fe_y, Fe_z) in 1/Å, '
+                         f'got {values.size} values')
     if not np.all(np.isfinite(values)):
         raise ValueError(f'driving_force: not finite: {values.tolist()}')
     nonzero = np.flatnonzero(values)

@@ -489,7 +489,8 @@ def check_mlip_ini(text: str) -> dict:
     if settings.get('select'):
         threshold = settings.get('select:threshold', 1.001)
         if threshold < 1.0:
-            raise ValueError(f'mlip.ini: select:threshold must be >= 1 (grades <= 1 are interpolation), got {threshold}')
+            raise ValueError(f'mlip.ini: select:threshold must be >= 1 (grades <= 1 are interpolation), '
+                             f'got {threshold}')
         threshold_break = settings.get('select:threshold-break', 0.0)
         if threshold_break != 0.0 and threshold_break <= threshold:
             raise ValueError(

@@ -80,7 +80,8 @@ def train_toml(species: list[str], settings: dict, training: str = 'training.cfg
         f'final = {_toml_value(final)}',
         '',
         '[loss]',
-        *(f'{key} = {_toml_value(float(settings[key]))}' for key in ('energy_weight', 'forces_weight', 'stress_weight')),
+        *(f'{key} = {_toml_value(float(settings[key]))}'
+          for key in ('energy_weight', 'forces_weight', 'stress_weight')),
     ]
     for step in DEFAULT_STEPS:
         lines += ['', '[[steps]]', f"method = {_toml_value(step['method'])}",

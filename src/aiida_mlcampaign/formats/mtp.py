@@ -67,7 +67,7 @@ LEVELS: dict[int, tuple[int, int, int, int, int]] = {
     28: (6, 17366, 866, 180069, 2445),
 }
 
-TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / 'data' / 'mtp_templates'
+TEMPLATE_DIR = pathlib.Path(__file__).resolve().parent.parent / 'mtp' / 'templates'
 
 RADIAL_BASIS_TYPES = ('RBChebyshev', 'RBChebyshev_repuls', 'RBShapeev', 'RBTaylor')
 
@@ -711,7 +711,7 @@ def parameter_count(mtp: MtpFile) -> int:
 
 
 def available_levels() -> list[int]:
-    """Levels with a shipped template (``data/mtp_templates/NN.mtp``)."""
+    """Levels with a shipped template (``mtp/templates/NN.mtp``)."""
     return sorted(int(path.stem) for path in TEMPLATE_DIR.glob('[0-9][0-9].mtp'))
 
 

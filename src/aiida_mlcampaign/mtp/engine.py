@@ -358,7 +358,8 @@ def _optimizer_class(method: str, records: list):
     class _RecordingMinimize(ScipyMinimizeOptimizer):
         def print_result(self, result):
             records.append(
-                {'nit': int(getattr(result, 'nit', -1)), 'success': bool(result.success), 'message': str(result.message)}
+                {'nit': int(getattr(result, 'nit', -1)), 'success': bool(result.success),
+                 'message': str(result.message)}
             )
             super().print_result(result)
 

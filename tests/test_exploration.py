@@ -18,7 +18,7 @@ pytest.importorskip('motep')
 from aiida_mlcampaign.formats.extxyz import read_extxyz, write_extxyz
 from aiida_mlcampaign.formats.frames import Frame
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
-from aiida_mlcampaign.mtp import explore as ex
+from aiida_mlcampaign import exploration as ex
 
 MTP_DIR = pathlib.Path(__file__).parent.parent / 'fixtures' / 'mtp'
 POTENTIAL = MTP_DIR / 'cu_emt_L08_made-here_motep020_BFGS_mlip2-layout.mtp'

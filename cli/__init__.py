@@ -1,4 +1,5 @@
-"""The ``aiida-mlcampaign`` command (click, like ``verdi``)."""
+"""The ``aiida-mlcampaign`` command (click, like ``verdi``): ``setup``, ``quickstart``, ``daemon``, ``data``
+and ``structures``, and the ``verdi data mlcampaign`` plugin."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ cli.add_command(structures_cli, name='structures')
 
 
 @cli.command('setup')
-@click.option('--profile', 'profile_name', default='mlcampaign', show_default=True, help='AiiDA profile to create or reuse.')
+@click.option('--profile', 'profile_name', default='mlcampaign', show_default=True,
+              help='AiiDA profile to create or reuse.')
 @click.option('--storage', type=click.Choice(['sqlite', 'psql']), default='sqlite', show_default=True,
               help='sqlite: embedded core.sqlite_dos; psql: core.psql_dos on PostgreSQL.')
 @click.option('--broker', type=click.Choice(['zeromq', 'rabbitmq', 'none']), default='zeromq', show_default=True,
@@ -84,6 +86,6 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
 @click.option('--mpiprocs', default=2, show_default=True, help='MPI ranks per pw.x run.')
 def quickstart_command(profile_name, count, iterations, mpiprocs):
     """Embedded profile, real pw.x labels and MTP active learning with motep, all through the daemon."""
-    from aiida_mlcampaign.quickstart import run_quickstart
+    from aiida_mlcampaign.cli.quickstart import run_quickstart
 
     run_quickstart(profile_name=profile_name, count=count, mpiprocs=mpiprocs, iterations=iterations)

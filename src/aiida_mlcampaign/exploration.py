@@ -8,8 +8,8 @@ Two families share everything but the calculator and the grade (settings key ``f
 
 * ``mtp`` (default): the MTP drives the MD (``motep.calculator.MTP``); the grade is mlip-2's
   extrapolation grade against the active set built once from the training set
-  (:func:`..engine.build_active_set`, rows = energy Jacobian / atom count,
-  :func:`..engine.energy_jacobians`), classified the way mlip-2's selection during MD does (shared
+  (:func:`aiida_mlcampaign.mtp.engine.build_active_set`, rows = energy Jacobian / atom count,
+  :func:`aiida_mlcampaign.mtp.engine.energy_jacobians`), classified the way mlip-2's selection during MD does (shared
   ``docs/mtp-formats.md`` section 5): a frame is a candidate when ``gamma > select_threshold`` and
   breaks when ``gamma > break_threshold``;
 * ``nep``: the first committee member drives the MD (calorine's ``CPUNEP``); the grade is the
@@ -299,7 +299,7 @@ def _finite_energy_and_forces(atoms) -> str | None:
 
 
 def _min_distance(atoms) -> float:
-    from .selection import min_interatomic_distance
+    from .mtp.selection import min_interatomic_distance
 
     return min_interatomic_distance(np.asarray(atoms.cell), atoms.positions, atoms.pbc)
 
@@ -330,8 +330,8 @@ class _CandidateWriter:
         self.count = 0
 
     def write(self, atoms, info: dict) -> None:
-        from ..formats.extxyz import write_extxyz
-        from ..formats.frames import Frame
+        from .formats.extxyz import write_extxyz
+        from .formats.frames import Frame
 
         frame = Frame(
             symbols=atoms.get_chemical_symbols(), cell=np.array(atoms.cell), positions=atoms.get_positions(),
@@ -352,7 +352,7 @@ class _MtpFamily:
     potential_name = 'MTP'
 
     def __init__(self, potential_path, species, training_cfg_path, settings, say):
-        from . import engine
+        from .mtp import engine
 
         if isinstance(potential_path, (list, tuple)):
             raise ValueError('potential: family mtp takes one .mtp file')
@@ -370,7 +370,7 @@ class _MtpFamily:
 
     def prepare(self) -> None:
         """Build the active set (after the starts are checked: it is the expensive part)."""
-        from . import engine
+        from .mtp import engine
 
         self.active_set = engine.build_active_set(self.mtp, self.species, self.training, engine=self.engine_name)
         self._say(f'active set: {self.active_set.size} rows, {self.active_set.n_regularisers} regularisers, '
@@ -382,7 +382,7 @@ class _MtpFamily:
         return MTP(self.mtp, engine=self.engine_name, mode='run')
 
     def grade(self, atoms) -> float:
-        from . import engine
+        from .mtp import engine
 
         jacobians = engine.energy_jacobians(self.mtp, self.species, [atoms], engine=self.engine_name)
         return float(self.active_set.grades(jacobians)[0])
@@ -405,7 +405,7 @@ class _NepFamily:
     potential_name = 'NEP'
 
     def __init__(self, potential_paths, species, training_cfg_path, settings, say):
-        from ..nep.cpu import NepCommittee
+        from .nep.cpu import NepCommittee
 
         if training_cfg_path is not None:
             raise ValueError('training: family nep grades with the committee and takes no training set')
@@ -422,7 +422,7 @@ class _NepFamily:
                   f'species {self.species}; the MD runs with {self.committee.paths[0].name}')
 
     def calculator(self):
-        from ..nep.cpu import nep_calculator
+        from .nep.cpu import nep_calculator
 
         return nep_calculator(self.committee.paths[0])
 
@@ -515,7 +515,7 @@ def _run_walker(index: int, start_index: int, start, temperature: float, seed: i
 
 
 def _read_starts(starts_path, species, family: str = 'mtp') -> list:
-    from ..formats.extxyz import read_extxyz
+    from .formats.extxyz import read_extxyz
 
     starts = []
     for i, frame in enumerate(read_extxyz(starts_path)):

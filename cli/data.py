@@ -47,7 +47,8 @@ def export_command(identifier, fmt, output, species_order):
 
 @data_cli.command('import')
 @click.argument('filename', type=click.Path(exists=True, dir_okay=False))
-@click.option('--origin', default='import', show_default=True, help='Origin tag for frames whose file gives no config_type.')
+@click.option('--origin', default='import', show_default=True,
+              help='Origin tag for frames whose file gives no config_type.')
 @click.option('--label', default='', help='Node label.')
 @with_dbenv()
 def import_command(filename, origin, label):
