@@ -20,7 +20,7 @@ from aiida_mlcampaign.formats.frames import Frame
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
 from aiida_mlcampaign import exploration as ex
 
-MTP_DIR = pathlib.Path(__file__).parent.parent / 'fixtures' / 'mtp'
+MTP_DIR = pathlib.Path(__file__).parent / 'fixtures' / 'mtp'
 POTENTIAL = MTP_DIR / 'cu_emt_L08_made-here_motep020_BFGS_mlip2-layout.mtp'
 TRAIN_CFG = MTP_DIR / 'cu_emt_train_40cfg_made-here.cfg'
 SPECIES = ['Cu']
@@ -281,7 +281,7 @@ def test_settings_missing_required_key():
 # On the 8-atom rocksalt cell the deviation stays below 0.02 eV/Å at 300 K and passes 0.06 within 40 steps
 # at 3000 K.
 
-NEP_DIR = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'nep'
+NEP_DIR = pathlib.Path(__file__).parent / 'fixtures' / 'gpumd' / 'nep'
 NEP_MODELS = [NEP_DIR / 'pbte_train_master' / 'nep.txt', NEP_DIR / 'pbte_train_legacy_v3.9.5' / 'nep.txt']
 NEP_BASE = {'family': 'nep', 'temperatures': [300, 3000], 'seeds': [1, 2], 'steps': 100, 'time_step': 2.0,
             'grade_every': 5, 'select_threshold': 0.03, 'break_threshold': 0.06}
