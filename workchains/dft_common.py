@@ -166,6 +166,16 @@ def dft_settings_record(dft_inputs: AttributeDict, family, elements, conv_thr_pe
     return record
 
 
+def last_calculation(workchain):
+    """The last CalcJob a ``PwBaseWorkChain`` ran (the highest pk), or None.
+
+    Why not ``workchain.called[-1]``: ``called`` lists the outgoing links in the order the database returns them,
+    which PostgreSQL does not fix; the ``create_kpoints_from_distance`` calcfunction can come last.
+    """
+    calculations = [node for node in workchain.called if isinstance(node, orm.CalcJobNode)]
+    return max(calculations, key=lambda node: node.pk) if calculations else None
+
+
 def physics_of(calculation) -> dict:
     """The physics keys a PwCalculation actually ran with, to check that frames agree."""
     parameters = calculation.inputs.parameters.get_dict()

@@ -167,7 +167,7 @@ class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain)
 
         reference = None
         for key, node in self.ctx.finished.items():
-            calculation = node.called[-1] if node.called else None
+            calculation = dft_common.last_calculation(node)
             if calculation is None:
                 continue
             physics = dft_common.physics_of(calculation)

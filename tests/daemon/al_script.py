@@ -3,6 +3,8 @@
 Usage:
     python al_script.py PROFILE submit           -> {"pk": ...}   (labels a seed set first, then submits)
     python al_script.py PROFILE state PK         -> where the loop is (iteration children, running pw.x jobs)
+    python al_script.py PROFILE wait PK UNTIL S  -> state once UNTIL ('terminated', or a child label with pw.x
+                                                    jobs running under the loop) holds, or after S seconds
     python al_script.py PROFILE report PK        -> outputs and the PwCalculation census of the loop
     python al_script.py PROFILE restart PK       -> submits a loop continuing PK for one more iteration
     python al_script.py PROFILE aimd             -> {"pk": ...}   a 3-step dft.aimd in two segments
@@ -11,6 +13,7 @@ Usage:
 
 import json
 import sys
+import time
 
 from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
@@ -79,6 +82,17 @@ def aimd_builder(family):
                    'equilibration_steps': 1, 'every': 1})
 
 
+def state(pk) -> dict:
+    """Where the loop is: its iteration children, the pw.x jobs running under it, whether it terminated."""
+    node = orm.load_node(pk)
+    labels = sorted(link.link_label for link in node.base.links.get_outgoing().all()
+                    if link.link_label.startswith('iteration_'))
+    running = [c.pk for c in node.called_descendants
+               if c.process_type and c.process_type.endswith('quantumespresso.pw') and not c.is_terminated
+               and c.get_job_id() is not None]
+    return {'children': labels, 'running_pw_jobs': running, 'terminated': node.is_terminated}
+
+
 def pw_census(node):
     calcs = [n for n in node.called_descendants if n.process_type and n.process_type.endswith('quantumespresso.pw')]
     structures = [c.inputs.structure.uuid for c in calcs]
@@ -97,13 +111,20 @@ def main():
         node = submit(builder)
         print(json.dumps({'pk': node.pk, 'seed_frames': labelled.num_frames}))
     elif command == 'state':
-        node = orm.load_node(int(sys.argv[3]))
-        labels = sorted(link.link_label for link in node.base.links.get_outgoing().all()
-                        if link.link_label.startswith('iteration_'))
-        running = [c.pk for c in node.called_descendants
-                   if c.process_type and c.process_type.endswith('quantumespresso.pw') and not c.is_terminated
-                   and c.get_job_id() is not None]
-        print(json.dumps({'children': labels, 'running_pw_jobs': running, 'terminated': node.is_terminated}))
+        print(json.dumps(state(int(sys.argv[3]))))
+    elif command == 'wait':
+        # Polled here, in one process that loads the profile once: a new interpreter every few seconds costs about
+        # as much CPU as the loop itself on 2 cores.
+        pk, until, timeout = int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+        deadline = time.monotonic() + timeout
+        while True:
+            now = state(pk)
+            reached = now['terminated'] if until == 'terminated' else (
+                f'{until}' in now['children'] and bool(now['running_pw_jobs']))
+            if reached or time.monotonic() > deadline:
+                print(json.dumps({**now, 'reached': reached}))
+                break
+            time.sleep(2)
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok, **pw_census(node),

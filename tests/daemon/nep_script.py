@@ -3,6 +3,7 @@
 Usage:
     python nep_script.py PROFILE submit   -> {"pk": ...}  (labels a PbTe seed set with pw.x first)
     python nep_script.py PROFILE state PK -> {"terminated": ...}
+    python nep_script.py PROFILE wait PK S -> {"terminated": ...} once it has terminated, or after S seconds
     python nep_script.py PROFILE report PK -> outputs, committee, selection, PwCalculation census
 
 Nothing is a stand-in: the committee members are trained by the real neppo (the code ``neppo@localhost`` that
@@ -13,6 +14,7 @@ the committee deviations run the trained NEPs with calorine.
 import json
 import pathlib
 import sys
+import time
 
 from aiida import load_profile, orm
 from aiida.engine import run_get_node, submit
@@ -88,6 +90,13 @@ def main():
         print(json.dumps({'pk': loop.pk, 'seed_frames': labelled.num_frames}))
     elif command == 'state':
         print(json.dumps({'terminated': orm.load_node(int(sys.argv[3])).is_terminated}))
+    elif command == 'wait':
+        # Polled here, in one process that loads the profile once: a new interpreter every few seconds costs about
+        # as much CPU as the loop itself on 2 cores.
+        pk, deadline = int(sys.argv[3]), time.monotonic() + float(sys.argv[4])
+        while not orm.load_node(pk).is_terminated and time.monotonic() < deadline:
+            time.sleep(2)
+        print(json.dumps({'terminated': orm.load_node(pk).is_terminated}))
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok,

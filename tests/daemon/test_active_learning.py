@@ -24,18 +24,16 @@ pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(2400)]
 SCRIPT = str(HERE / 'al_script.py')
 
 
-def script(env, profile, *args):
-    return json.loads(run([sys.executable, SCRIPT, profile, *map(str, args)], env=env).strip().splitlines()[-1])
+def script(env, profile, *args, timeout=1200):
+    output = run([sys.executable, SCRIPT, profile, *map(str, args)], env=env, timeout=timeout)
+    return json.loads(output.strip().splitlines()[-1])
 
 
-def wait_for(env, profile, pk, condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = script(env, profile, 'state', pk)
-        if condition(state):
-            return state
-        time.sleep(3)
-    raise AssertionError(f'timeout after {timeout} s; last state {state}')
+def wait_for(env, profile, pk, until, timeout):
+    """The loop's state once ``until`` holds: 'terminated', or the iteration child ``until`` has pw.x jobs running."""
+    state = script(env, profile, 'wait', pk, until, timeout, timeout=timeout + 120)
+    assert state['reached'], f'timeout after {timeout} s; last state {state}'
+    return state
 
 
 @pytest.fixture
@@ -66,11 +64,11 @@ def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
         aimd = script(al_env, profile, 'aimd')['pk']
         pk = script(al_env, profile, 'submit')['pk']
 
-        wait_for(al_env, profile, pk, lambda s: 'iteration_02_label' in s['children'] and s['running_pw_jobs'], 1500)
+        wait_for(al_env, profile, pk, 'iteration_02_label', 1500)
         assert sigkill_daemon(profile) >= 2
         time.sleep(2)
         verdi(profile, 'daemon', 'start', '2', env=daemon_env)
-        wait_for(al_env, profile, pk, lambda s: s['terminated'], 1500)
+        wait_for(al_env, profile, pk, 'terminated', 1500)
 
         report = script(al_env, profile, 'report', pk)
         assert report['finished_ok'], report
@@ -97,7 +95,7 @@ def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
             assert row['train_force_rmse'] is not None and 0.0 <= row['candidate_fraction'] <= 1.0
 
         again = script(al_env, profile, 'restart', pk)['pk']
-        wait_for(al_env, profile, again, lambda s: s['terminated'], 1500)
+        wait_for(al_env, profile, again, 'terminated', 1500)
         continued = script(al_env, profile, 'report', again)
         assert continued['finished_ok'], continued
         assert [row['iteration'] for row in continued['summary']] == [3]

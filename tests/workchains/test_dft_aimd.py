@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_mlcampaign.workchains.dft_aimd import DftAimdWorkChain
+from aiida_mlcampaign.workchains.dft_common import last_calculation
 from tests.helpers import outputs_without_creator
 from tests.workchains.conftest import TEST_OPTIONS, TEST_OVERRIDES, cu2s2
 
@@ -32,7 +33,7 @@ def test_three_step_nve_in_two_segments(pw_code, pseudo_family):
 
     segments = [n for n in node.called if n.process_label == 'PwBaseWorkChain']
     assert len(segments) == 2
-    assert segments[1].called[-1].inputs.parameters['IONS']['ion_velocities'] == 'from_input'
+    assert last_calculation(segments[1]).inputs.parameters['IONS']['ion_velocities'] == 'from_input'
 
     thermo = results['thermo']
     temperatures = thermo.get_array('temperature')
@@ -44,7 +45,7 @@ def test_three_step_nve_in_two_segments(pw_code, pseudo_family):
     training_set = results['training_set']
     assert training_set.num_frames == 2  # step 0 dropped as equilibration
     np.testing.assert_allclose(training_set.get_array('temperatures'), temperatures[1:])
-    first_segment = segments[0].called[-1]
+    first_segment = last_calculation(segments[0])
     trajectory = first_segment.outputs.output_trajectory
     frame = training_set.get_frame(0)
     np.testing.assert_array_equal(frame.positions, trajectory.get_array('positions')[1])
@@ -61,7 +62,7 @@ def test_thermostat_segments_restart_velocities(pw_code, pseudo_family):
     builder.steps = orm.Int(2)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_status
-    calcs = [n.called[-1] for n in node.called if n.process_label == 'PwBaseWorkChain']
+    calcs = [last_calculation(n) for n in node.called if n.process_label == 'PwBaseWorkChain']
     assert [c.inputs.parameters['IONS']['ion_temperature'] for c in calcs] == ['berendsen', 'berendsen']
     assert results['training_set'].num_frames == 1  # steps 0 and 1, every 2nd kept
 

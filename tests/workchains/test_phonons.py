@@ -14,6 +14,7 @@ from ase.calculators.emt import EMT
 from aiida_mlcampaign.calculations.analysis_vibrations import compare_dos, phonon_dos_from_forces
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
+from aiida_mlcampaign.workchains.dft_common import last_calculation
 from aiida_mlcampaign.workchains.phonons import PhononDosWorkChain
 from tests.workchains.conftest import TEST_OPTIONS
 
@@ -151,7 +152,7 @@ def test_dft_copper_with_real_pw(pw_code, pseudo_family, copper, mtp):
     assert [link.link_label for link in pw_runs] == ['pw_supercell_0000']
     assert results['forces'].base.attributes.get('engine') == 'pw.x'
     assert results['forces'].get_array('forces').shape == (1, 4, 3)
-    assert pw_runs[0].node.called[-1].inputs.kpoints.get_kpoints_mesh()[0] == [3, 3, 3]
+    assert last_calculation(pw_runs[0].node).inputs.kpoints.get_kpoints_mesh()[0] == [3, 3, 3]
     dos = results['dos']
     assert np.abs(dos.get_array('gamma_frequencies_THz')).max() < 1e-3
     assert dos.base.attributes.get('integral_per_species') == pytest.approx([3.0], rel=0.03)
