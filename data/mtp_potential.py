@@ -10,19 +10,16 @@ Line endings are normalised to LF; ``checksum`` is the sha256 of the stored text
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 import os
 import pathlib
 import typing as t
 
-from aiida import orm
-from aiida.common.exceptions import ValidationError
 from ase.data import atomic_numbers
 
-from aiida_mlcampaign.formats.textio import read_text_input
+from aiida_mlcampaign.data.potential import PotentialData
 from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.formats.textio import read_text_input
 from aiida_mlcampaign.formats.mtp import (
     MtpFile,
     check_mlip2_layout,
@@ -41,7 +38,7 @@ _REQUIRED_ATTRIBUTES = (
 )
 
 
-class MtpPotentialData(orm.SinglefileData):
+class MtpPotentialData(PotentialData):
     """An mlip-2-readable ``.mtp`` potential (trained or a template) and the elements of its types.
 
     Attributes: ``species`` (element symbols, type 0 first), ``species_count``, ``level`` (None
@@ -52,6 +49,7 @@ class MtpPotentialData(orm.SinglefileData):
     """
 
     DEFAULT_FILENAME = 'potential.mtp'
+    REQUIRED_ATTRIBUTES = _REQUIRED_ATTRIBUTES
 
     def __init__(
         self,
@@ -126,8 +124,7 @@ class MtpPotentialData(orm.SinglefileData):
                 f'species_count = {mtp.species_count}'
             )
 
-        data = text.encode('utf-8')
-        super().set_file(io.BytesIO(data), filename=filename or default_name or self.DEFAULT_FILENAME)
+        self._store_text(text, filename or default_name or self.DEFAULT_FILENAME)
         attributes = {
             'species': species,
             'species_count': int(mtp.species_count),
@@ -140,38 +137,18 @@ class MtpPotentialData(orm.SinglefileData):
             'is_trained': bool(mtp.is_trained),
             'scaling': 1.0 if mtp.scaling is None else float(mtp.scaling),
             'training_errors': training_errors,
-            'checksum': hashlib.sha256(data).hexdigest(),
             'layout_fixed': layout_fixed,
         }
         for key, value in attributes.items():
             self.base.attributes.set(key, value)
 
-    def _validate(self):
-        super()._validate()
-        attributes = self.base.attributes.all
-        missing = [key for key in _REQUIRED_ATTRIBUTES if key not in attributes]
-        if missing:
-            raise ValidationError(f'MtpPotentialData: attributes {missing} are not set; build it with set_file()')
-        content = self.get_content(mode='rb')
-        if hashlib.sha256(content).hexdigest() != self.base.attributes.get('checksum'):
-            raise ValidationError('checksum: the stored file was changed after set_file()')
 
     # ----------------------------------------------------------------------------------------- reading
-    def get_content(self, mode: str = 'r') -> str | bytes:
-        """The stored ``.mtp`` text (``mode='rb'`` for bytes)."""
-        return super().get_content(mode=mode)
 
     def get_mtp(self) -> MtpFile:
         """The potential as an :class:`MtpFile`."""
         return read_mtp(self.get_content())
 
-    def write(self, path) -> pathlib.Path:
-        """Write the stored text byte for byte to ``path`` (a file name or an existing directory)."""
-        path = pathlib.Path(path)
-        if path.is_dir():
-            path = path / self.filename
-        path.write_bytes(self.get_content(mode='rb'))
-        return path
 
     def to_motep(self):
         """A motep ``MTPData`` with ``species`` set to the atomic numbers (needs motep installed)."""
@@ -184,10 +161,6 @@ class MtpPotentialData(orm.SinglefileData):
             data = motep_read_mtp(path)
         data.species = [atomic_numbers[s] for s in self.species]
         return data
-
-    @property
-    def species(self) -> list[str]:
-        return list(self.base.attributes.get('species'))
 
     @property
     def species_count(self) -> int:
@@ -216,10 +189,6 @@ class MtpPotentialData(orm.SinglefileData):
     @property
     def training_errors(self) -> dict:
         return dict(self.base.attributes.get('training_errors') or {})
-
-    @property
-    def checksum(self) -> str:
-        return self.base.attributes.get('checksum')
 
     @property
     def layout_fixed(self) -> bool:

@@ -10,17 +10,12 @@ refused. Line endings are normalised to LF; ``checksum`` is the sha256 of the st
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import pathlib
 import typing as t
 
-from aiida import orm
-from aiida.common.exceptions import ValidationError
-
-from aiida_mlcampaign.formats.textio import read_text_input
+from aiida_mlcampaign.data.potential import PotentialData
 from aiida_mlcampaign.formats.frames import FormatError
+from aiida_mlcampaign.formats.textio import read_text_input
 from aiida_mlcampaign.formats.nep import architecture_from_header, read_nep_header
 
 __all__ = ('NepPotentialData',)
@@ -36,7 +31,7 @@ _HEADER_KEYS = (
 _REQUIRED_ATTRIBUTES = (*_HEADER_KEYS, 'checksum')
 
 
-class NepPotentialData(orm.SinglefileData):
+class NepPotentialData(PotentialData):
     """A GPUMD ``nep.txt`` (NEP3/NEP4/NEP5 potential, qNEP, dipole, polarizability or temperature model).
 
     Attributes: every key of :func:`~aiida_mlcampaign.formats.nep.read_nep_header` (``model``, ``species``,
@@ -46,6 +41,7 @@ class NepPotentialData(orm.SinglefileData):
     """
 
     DEFAULT_FILENAME = 'nep.txt'
+    REQUIRED_ATTRIBUTES = _REQUIRED_ATTRIBUTES
 
     def __init__(self, file: str | os.PathLike | t.IO | None = None, filename: str | None = None, **kwargs):
         """``file`` is a path, an open handle, bytes or the text itself (a str containing a newline)."""
@@ -70,26 +66,12 @@ class NepPotentialData(orm.SinglefileData):
                                                          header['n_zbl_parameters'] else '')
                 + f'), the file has {header["n_body_lines"]}'
             )
-        data = text.encode('utf-8')
-        super().set_file(io.BytesIO(data), filename=filename or default_name or self.DEFAULT_FILENAME, **kwargs)
+        self._store_text(text, filename or default_name or self.DEFAULT_FILENAME)
         for key in _HEADER_KEYS:
             self.base.attributes.set(key, header[key])
-        self.base.attributes.set('checksum', hashlib.sha256(data).hexdigest())
 
-    def _validate(self):
-        super()._validate()
-        attributes = self.base.attributes.all
-        missing = [key for key in _REQUIRED_ATTRIBUTES if key not in attributes]
-        if missing:
-            raise ValidationError(f'NepPotentialData: attributes {missing} are not set; build it with set_file()')
-        content = self.get_content(mode='rb')
-        if hashlib.sha256(content).hexdigest() != self.base.attributes.get('checksum'):
-            raise ValidationError('checksum: the stored file was changed after set_file()')
 
     # ----------------------------------------------------------------------------------------- reading
-    def get_content(self, mode: str = 'r') -> str | bytes:
-        """The stored ``nep.txt`` text (``mode='rb'`` for bytes)."""
-        return super().get_content(mode=mode)
 
     def get_header(self) -> dict:
         """The parsed header (from the attributes)."""
@@ -99,13 +81,6 @@ class NepPotentialData(orm.SinglefileData):
         """The ``nep.in`` architecture keywords of this model (for ``prediction``/``fine_tune``/restarts)."""
         return architecture_from_header(self.get_header())
 
-    def write(self, path) -> pathlib.Path:
-        """Write the stored text byte for byte to ``path`` (a file name or an existing directory)."""
-        path = pathlib.Path(path)
-        if path.is_dir():
-            path = path / self.filename
-        path.write_bytes(self.get_content(mode='rb'))
-        return path
 
     @property
     def model(self) -> str:
@@ -120,10 +95,6 @@ class NepPotentialData(orm.SinglefileData):
         return self.base.attributes.get('model_type')
 
     @property
-    def species(self) -> list[str]:
-        return list(self.base.attributes.get('species'))
-
-    @property
     def cutoff(self) -> list[float]:
         return list(self.base.attributes.get('cutoff'))
 
@@ -131,8 +102,5 @@ class NepPotentialData(orm.SinglefileData):
     def n_parameters(self) -> int | None:
         return self.base.attributes.get('n_parameters')
 
-    @property
-    def checksum(self) -> str:
-        return self.base.attributes.get('checksum')
 
 

@@ -142,7 +142,7 @@ def test_same_seed_same_trajectory(ladder, tmp_path):
     _, again_frames, _ = _run(tmp_path, {**BASE, 'temperatures': [3000], 'seeds': [2]}, [_start()])
     reference = [f for f in frames if f.info['temperature'] == 3000.0 and f.info['seed'] == 2]
     assert len(again_frames) == len(reference) > 0
-    for a, b in zip(again_frames, reference):
+    for a, b in zip(again_frames, reference, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         assert a.info['step'] == b.info['step'] and a.info['grade'] == b.info['grade']
     other = [f for f in frames if f.info['temperature'] == 3000.0 and f.info['seed'] == 1]

@@ -91,7 +91,7 @@ def test_agrees_with_ase_get_rdf_for_every_partial():
     accumulator.add_frame(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions)
     result = accumulator.result()
     counts = dict(zip(result['species'], result['mean_counts']))
-    for pair, g in zip(result['pairs'], result['g_partial']):
+    for pair, g in zip(result['pairs'], result['g_partial'], strict=True):
         a, b = pair.split('-')
         reference, r = get_rdf(atoms, r_max, 40, elements=[a, b])
         # ASE normalises like pairs with N_a^2, we with N_a (N_a - 1) (ideal gas -> 1).

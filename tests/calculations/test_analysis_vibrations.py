@@ -48,7 +48,7 @@ def gpumd_dump(path, **kwargs):
             handle.write('2\n')
             handle.write(f'Time={time:.8f} pbc="T T T" Lattice="6 0 0 0 6 0 0 0 6" '
                          'Properties=species:S:1:pos:R:3:vel:R:3\n')
-            for symbol, r, v in zip(('Cu', 'S'), np.mod(positions, 6.0), velocities):
+            for symbol, r, v in zip(('Cu', 'S'), np.mod(positions, 6.0), velocities, strict=True):
                 handle.write(f'{symbol} {r[0]:.8f} {r[1]:.8f} {r[2]:.8f} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}\n')
     return path
 

@@ -37,7 +37,7 @@ def test_import_show_export_round_trip(runner, aiida_profile_clean, fixtures_dir
     assert invoke(runner, aiida_profile_clean, 'export', str(pk), '-o', str(xyz)).exit_code == 0
     original = ase.io.read(fixtures_dir / FIXTURE, index=':')
     exported = ase.io.read(xyz, index=':')
-    for a, b in zip(original, exported):
+    for a, b in zip(original, exported, strict=True):
         np.testing.assert_allclose(a.positions, b.positions)
         np.testing.assert_allclose(a.arrays['force'], b.arrays['force'])
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy())

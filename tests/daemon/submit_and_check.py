@@ -67,7 +67,7 @@ def export_matches_dft(training_set, outdir):
     training_set.export_extxyz(path)
     images = ase.io.read(path, index=':')
     worst = 0.0
-    for atoms, uuid in zip(images, training_set.get_array('source_uuids')):
+    for atoms, uuid in zip(images, training_set.get_array('source_uuids'), strict=True):
         calc = orm.load_node(str(uuid))
         dft_forces = calc.outputs.output_trajectory.get_array('forces')[-1]
         worst = max(worst, float(np.abs(atoms.arrays['force'] - dft_forces).max()))

@@ -92,7 +92,7 @@ def test_round_trip_is_lossless_and_keeps_metadata(tmp_path):
     assert write_extxyz(frames, path) == 3
     back = list(read_extxyz(path))
     assert len(back) == 3
-    for frame, read in zip(frames, back):
+    for frame, read in zip(frames, back, strict=True):
         assert_same_labels(frame, read, rtol=1e-15)
         assert read.weight == frame.weight
         assert read.info == frame.info  # config_type <-> origin, other scalars keep their type
@@ -188,7 +188,7 @@ def test_ase_reads_what_we_write(tmp_path):
     write_extxyz(frames, path)
     images = ase.io.read(path, index=':', format='extxyz')
     assert len(images) == len(frames)
-    for frame, atoms in zip(frames, images):
+    for frame, atoms in zip(frames, images, strict=True):
         assert atoms.get_chemical_symbols() == frame.symbols
         np.testing.assert_allclose(atoms.cell.array, frame.cell, rtol=1e-15)
         np.testing.assert_allclose(atoms.get_positions(), frame.positions, rtol=1e-15)
@@ -215,7 +215,7 @@ def test_ase_reads_the_ase_convention_into_its_calculator(tmp_path):
     frames = random_frames()
     path = tmp_path / 'ase.xyz'
     write_extxyz(frames, path, convention='ase')
-    for frame, atoms in zip(frames, ase.io.read(path, index=':', format='extxyz')):
+    for frame, atoms in zip(frames, ase.io.read(path, index=':', format='extxyz'), strict=True):
         assert atoms.get_potential_energy() == frame.energy
         np.testing.assert_allclose(atoms.get_forces(), frame.forces, rtol=1e-15)
         np.testing.assert_allclose(atoms.get_positions(), frame.positions, rtol=1e-15)
@@ -223,7 +223,7 @@ def test_ase_reads_the_ase_convention_into_its_calculator(tmp_path):
         if frame.stress is not None:
             np.testing.assert_allclose(atoms.get_stress(), matrix_to_voigt(frame.stress), rtol=1e-15)
     # and our reader gets the same frames back
-    for frame, read in zip(frames, read_extxyz(path)):
+    for frame, read in zip(frames, read_extxyz(path), strict=True):
         assert_same_labels(frame, read, rtol=1e-15)
 
 
@@ -233,7 +233,7 @@ def test_we_read_what_ase_writes(tmp_path):
     frames = random_frames()
     path = tmp_path / 'from_ase.xyz'
     ase.io.write(path, [frame.to_ase() for frame in frames], format='extxyz')
-    for frame, read in zip(frames, read_extxyz(path)):
+    for frame, read in zip(frames, read_extxyz(path), strict=True):
         # ASE prints positions and forces with 8 decimals (%16.8f); energy and stress in full.
         assert read.symbols == frame.symbols
         np.testing.assert_allclose(read.positions, frame.positions, atol=1e-8)
@@ -310,7 +310,7 @@ def test_recorded_files_survive_our_round_trip():
     assert len(training_files) == 4
     for path in sorted(training_files):
         frames = list(read_extxyz(path))
-        for frame, back in zip(frames, read_text(write_text(frames))):
+        for frame, back in zip(frames, read_text(write_text(frames)), strict=True):
             assert_same_labels(frame, back, rtol=1e-15)
 
 

@@ -43,7 +43,7 @@ def same_token(a: str, b: str) -> bool:
 def assert_equivalent(original: str, generated: str) -> None:
     left, right = command_tokens(original), command_tokens(generated)
     assert [line[0] for line in left] == [line[0] for line in right]
-    for a, b in zip(left, right):
+    for a, b in zip(left, right, strict=True):
         assert len(a) == len(b) and all(same_token(x, y) for x, y in zip(a, b)), (a, b)
 
 

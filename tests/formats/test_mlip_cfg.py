@@ -111,7 +111,7 @@ def test_round_trip_random_triclinic_and_info():
                   'count': 7, 'note': 'first\nsecond', 'source_uuid': ''},
         ))
     back = read_text(write_text(frames))
-    for frame, read in zip(frames, back):
+    for frame, read in zip(frames, back, strict=True):
         assert_same(frame, read, rtol=1e-15)
         assert read.info == frame.info
         assert read.weight == frame.weight
@@ -184,7 +184,7 @@ def test_hand_samples_round_trip_without_nbh_grades():
         frames = list(read_cfg(MTP / name, ORDER))
         text = write_text(frames)
         assert 'nbh_grades' not in text
-        for frame, back in zip(frames, read_text(text)):
+        for frame, back in zip(frames, read_text(text), strict=True):
             assert_same(frame, back, rtol=1e-15)
             assert back.info == frame.info
 

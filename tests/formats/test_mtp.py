@@ -412,7 +412,7 @@ def test_fixed_file_loads_in_motep_and_gives_the_same_efs(motep_mtp, tmp_path):
         atoms = cu_cell()
         atoms.calc = calculator(data, engine='cext')
         results[name] = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
-    for a, b in zip(results['fixed'], results['lbfgsb']):
+    for a, b in zip(results['fixed'], results['lbfgsb'], strict=True):
         assert np.array_equal(a, b)
     # the better-converged BFGS fit of the same data agrees to about a meV per atom
     assert abs(results['fixed'][0] - results['bfgs'][0]) / len(cu_cell()) < 2e-3

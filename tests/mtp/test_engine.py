@@ -212,7 +212,7 @@ def test_grade_does_not_touch_reference_labels(trained):
     engine.grade(out, ['Cu'], images, candidates)
     engine.select_add(out, ['Cu'], images, candidates)
     engine.energy_jacobians(out, ['Cu'], candidates)
-    for atoms, calc, e, f, s, r in zip(candidates, calcs, energies, forces, stresses, positions):
+    for atoms, calc, e, f, s, r in zip(candidates, calcs, energies, forces, stresses, positions, strict=True):
         assert atoms.calc is calc
         assert atoms.calc.results['energy'] == e
         np.testing.assert_array_equal(atoms.calc.results['forces'], f)

@@ -125,7 +125,7 @@ def test_committee_forces_and_deviation():
     frames = [pbte(1), pbte(2, cubic=True)]
     stacks = cpu.committee_forces([PBTE, PBTE_LEGACY], frames)
     assert [s.shape for s in stacks] == [(2, 2, 3), (2, 8, 3)]
-    for frame, stack in zip(frames, stacks):
+    for frame, stack in zip(frames, stacks, strict=True):
         np.testing.assert_allclose(stack[0], cpu.evaluate(PBTE, [frame])['forces'])
         np.testing.assert_allclose(stack[1], cpu.evaluate(PBTE_LEGACY, [frame])['forces'])
     deviations = cpu.committee_deviations([PBTE, PBTE_LEGACY], frames)

@@ -163,7 +163,7 @@ def write_parity(split: str, frames, results, order) -> None:
         frame, result = frames[i], results[i]
         n, volume = result['n'], result['volume']
         lines['energy'].append(f'{result["energy"]:g} {frame.energy / n:g}')
-        for f_pred, f_ref in zip(result['forces'], frame.forces):
+        for f_pred, f_ref in zip(result['forces'], frame.forces, strict=True):
             lines['force'].append(' '.join(f'{v:g}' for v in (*f_pred, *f_ref)))
         v_pred = six(result['virial'])
         s_pred = [v / volume * GPa_PER_EV_A3 for v in v_pred]

@@ -120,7 +120,7 @@ def test_failed_frames_are_tolerated_and_reported(pw_code, pseudo_family):
     assert training_set.num_frames == 2
     assert set(training_set.get_array('origins')) == {'dft-label'}
     # Frames carry the calculation that made them and its exact forces.
-    for frame, uuid in zip(training_set.iter_frames(), training_set.get_array('source_uuids')):
+    for frame, uuid in zip(training_set.iter_frames(), training_set.get_array('source_uuids'), strict=True):
         calculation = orm.load_node(str(uuid))
         assert calculation.process_type.endswith('quantumespresso.pw') and calculation.is_finished_ok
         np.testing.assert_array_equal(frame.forces, calculation.outputs.output_trajectory.get_array('forces')[-1])
