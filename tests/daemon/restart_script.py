@@ -112,6 +112,7 @@ def main():
         'label_state': str(label_node.process_state), 'kills_mid_label': sum(c['mid_label'] for c in cycles),
         'pw_calculations': len(pw), 'pw_structures': len({c.inputs.structure.uuid for c in pw}),
         'unfinished': [n.pk for n in label_node.called_descendants if not n.is_terminated],
+        'label_training_set': label_node.outputs.training_set.pk if label_node.is_finished_ok else None,
     }))
     sigkill_daemon(profile)
 

@@ -1,9 +1,10 @@
 """The daemon path, for real: pw.x labels submitted to a running daemon on both profile layouts.
 
-(a) the embedded layout (core.sqlite_dos + aiida-core's ZeroMQ broker), exercised through the README
+(a) the embedded layout (core.sqlite_dos + aiida-core's ZeroMQ broker), exercised here through the README
 quickstart command itself, and (b) the production layout (core.psql_dos on PostgreSQL + RabbitMQ on
-127.0.0.1). Each runs in its own AIIDA_PATH and process, as a user would. Under CI=true a missing
-service fails the test instead of skipping it.
+127.0.0.1), in ``test_daemon_restart.py``, whose ``dft.label`` runs through 20 kills of the daemon. Each runs
+in its own AIIDA_PATH and process, as a user would. Under CI=true a missing service fails the test instead of
+skipping it.
 """
 
 import json
@@ -11,11 +12,9 @@ import pathlib
 import re
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from tests.helpers import require_service
 
 HERE = pathlib.Path(__file__).parent
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
@@ -62,27 +61,6 @@ def test_quickstart_on_embedded_profile(isolated_env, tmp_path):
         assert '(reused)' in again
     finally:
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
-
-
-def test_label_on_postgresql_rabbitmq_profile(isolated_env, tmp_path):
-    require_service('PostgreSQL', '127.0.0.1', 5432)
-    require_service('RabbitMQ', '127.0.0.1', 5672)
-    profile = 'mlcampaign-production'
-    database = f'aiida_mlc_test_{uuid.uuid4().hex[:8]}'
-    try:
-        output = run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
-                      '--db-name', database, '--mpiprocs', '1'], env=isolated_env)
-        assert 'core.psql_dos' in output and 'core.rabbitmq' in output, output
-        verdi(profile, 'daemon', 'start', '2', env=isolated_env)
-        status = verdi(profile, 'status', env=isolated_env)
-        assert 'postgresql' in status and 'RabbitMQ' in status, status
-        report = json.loads(run([sys.executable, str(HERE / 'submit_and_check.py'), profile, str(tmp_path)],
-                                env=isolated_env).strip().splitlines()[-1])
-        check_report(report)
-        assert report['storage'] == 'PsqlDosBackend'
-    finally:
-        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
-        drop_database(database)
 
 
 def drop_database(name):

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.daemon.test_daemon import HERE, drop_database, run
+from tests.daemon.test_daemon import HERE, check_report, drop_database, run
 from tests.helpers import require_service
 
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
@@ -36,6 +36,7 @@ def check(env, profile, zeromq):
     assert result['pw_calculations'] == result['pw_structures'] == 3 and result['unfinished'] == [], result
     if zeromq:  # a checkpointed work chain whose task never reached the broker: queued again, finished
         assert result['lost_task_requeued'] and result['requeue_reported'], cycles[0]
+    return result
 
 
 def test_embedded_daemon_survives_20_sigkills(isolated_env):
@@ -48,15 +49,26 @@ def test_embedded_daemon_survives_20_sigkills(isolated_env):
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
 
 
-def test_production_daemon_survives_20_sigkills(isolated_env):
+def test_production_daemon_survives_20_sigkills(isolated_env, tmp_path):
+    """Also the production layout itself: storage and broker as `setup` reports them and `verdi status` shows
+    them, and the dft.label that ran through the kills queried back from its TrainingSetData to each pw.x."""
     require_service('PostgreSQL', '127.0.0.1', 5432)
     require_service('RabbitMQ', '127.0.0.1', 5672)
     profile = 'mlcampaign-restart-psql'
     database = f'aiida_mlc_restart_{uuid.uuid4().hex[:8]}'
     try:
-        run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
-             '--db-name', database, '--mpiprocs', '1', '--elements', 'Cu,S'], env=isolated_env)
-        check(isolated_env, profile, zeromq=False)
+        output = run(['aiida-mlcampaign', 'setup', '--profile', profile, '--storage', 'psql', '--broker', 'rabbitmq',
+                      '--db-name', database, '--mpiprocs', '1', '--elements', 'Cu,S'], env=isolated_env)
+        assert 'core.psql_dos' in output and 'core.rabbitmq' in output, output
+        status = subprocess.run(['verdi', '-p', profile, 'status'], env=isolated_env, capture_output=True, text=True,
+                                check=False).stdout
+        assert 'postgresql' in status and 'RabbitMQ' in status, status
+        result = check(isolated_env, profile, zeromq=False)
+        report = json.loads(run([sys.executable, str(HERE / 'submit_and_check.py'), profile, str(tmp_path),
+                                 '--quickstart-pk', str(result['label_training_set'])],
+                                env=isolated_env).strip().splitlines()[-1])
+        check_report(report)
+        assert report['storage'] == 'PsqlDosBackend'
     finally:
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
         drop_database(database)
