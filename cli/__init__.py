@@ -61,7 +61,11 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
                f'{profile.storage_backend} storage, broker {profile.process_control_backend or "none"}')
     computer = profile_setup.ensure_localhost(mpiprocs=mpiprocs)
     click.echo(f'computer  {computer.label} ({computer.transport_type}, {computer.scheduler_type})')
-    for name, code in profile_setup.discover_codes(computer).items():
+    try:
+        codes = profile_setup.discover_codes(computer)
+    except ValueError as exception:  # a code of the same label runs another program
+        raise click.ClickException(str(exception)) from exception
+    for name, code in codes.items():
         click.echo(f'code      {code.full_label:<20} {code.filepath_executable}')
     blas = profile_setup.blas_of('pw.x')
     if blas and 'openblas' not in blas:

@@ -9,6 +9,7 @@ validate their format in ``set_file`` and list the attributes that must then be 
 from __future__ import annotations
 
 import hashlib
+import io
 import pathlib
 
 from aiida import orm
@@ -26,8 +27,6 @@ class PotentialData(orm.SinglefileData):
 
     def _store_text(self, text: str, filename: str) -> bytes:
         """Store ``text`` (LF line endings) as the file and set ``checksum``; returns the stored bytes."""
-        import io
-
         data = text.encode('utf-8')
         orm.SinglefileData.set_file(self, io.BytesIO(data), filename=filename)
         self.base.attributes.set('checksum', hashlib.sha256(data).hexdigest())
@@ -41,10 +40,6 @@ class PotentialData(orm.SinglefileData):
             raise ValidationError(f'{type(self).__name__}: attributes {missing} are not set; build it with set_file()')
         if hashlib.sha256(self.get_content(mode='rb')).hexdigest() != self.base.attributes.get('checksum'):
             raise ValidationError('checksum: the stored file was changed after set_file()')
-
-    def get_content(self, mode: str = 'r') -> str | bytes:
-        """The stored text (``mode='rb'`` for bytes)."""
-        return super().get_content(mode=mode)
 
     def write(self, path) -> pathlib.Path:
         """Write the stored text byte for byte to ``path`` (a file name or an existing directory)."""

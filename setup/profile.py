@@ -213,14 +213,24 @@ def ensure_localhost(label: str = 'localhost', workdir: str | None = None, mpipr
 
 def ensure_code(label: str, executable: str, computer, plugin: str | None, with_mpi: bool,
                 prepend_text: str = ''):
-    """An InstalledCode ``label@computer``; reused when it exists (code attributes are immutable)."""
-    from aiida import orm
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+    """An InstalledCode ``label@computer`` running ``executable``: the existing one if it runs that executable,
+    else a new one; a code of that label that runs something else is refused, naming both paths.
 
-    try:
-        return orm.load_code(f'{label}@{computer.label}')
-    except (NotExistent, MultipleObjectsError):
-        pass
+    Why not reuse by label alone: code attributes are immutable, and a ``motep@localhost`` left from elsewhere
+    (another environment's motep, a test's ``/bin/true``) would silently run instead of the program found now.
+    """
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(orm.Computer, filters={'id': computer.pk}, tag='computer')
+    query.append(orm.InstalledCode, with_computer='computer', filters={'label': label})
+    existing = [code for (code,) in query.iterall()]
+    for code in existing:
+        if str(code.filepath_executable) == str(executable):
+            return code
+    if existing:
+        others = ', '.join(sorted({str(code.filepath_executable) for code in existing}))
+        raise ValueError(f'code {label}@{computer.label}: exists and runs {others}, but {executable} was found; '
+                         f'relabel the old code (verdi code relabel) or delete it, then run setup again')
     code = orm.InstalledCode(computer=computer, filepath_executable=executable, label=label,
                              default_calc_job_plugin=plugin, with_mpi=with_mpi,
                              description=f'{pathlib.Path(executable).name} found on PATH by aiida-mlcampaign setup')

@@ -45,3 +45,18 @@ def test_other_programs_come_from_path(monkeypatch, tmp_path):
     program.chmod(0o755)
     monkeypatch.setenv('PATH', str(tmp_path))
     assert find_executable('pw.x') == str(program)
+
+
+def test_a_code_of_the_same_label_running_something_else_is_refused(aiida_localhost, tmp_path):
+    """Reused when it runs the program found now; refused, naming both paths, when it runs another."""
+    from aiida import orm
+
+    from aiida_mlcampaign.setup.profile import ensure_code
+
+    program = tmp_path / 'prog'
+    program.write_text('#!/bin/sh\n')
+    first = ensure_code('prog', str(program), aiida_localhost, 'core.arithmetic.add', False)
+    assert ensure_code('prog', str(program), aiida_localhost, 'core.arithmetic.add', False).pk == first.pk
+    orm.InstalledCode(label='other', computer=aiida_localhost, filepath_executable='/bin/true').store()
+    with pytest.raises(ValueError, match=r'code other@localhost: exists and runs /bin/true, but .*prog was found'):
+        ensure_code('other', str(program), aiida_localhost, 'core.arithmetic.add', False)

@@ -32,7 +32,8 @@ def label_inputs(pw_code, pseudo_family):
 @pytest.fixture
 def codes(aiida_localhost, label_inputs):
     def code(label, plugin):
-        return orm.InstalledCode(label=label, computer=aiida_localhost, filepath_executable='/bin/true',
+        # Labels of their own: a real code's label (motep@localhost) would shadow the program setup finds.
+        return orm.InstalledCode(label=f'{label}-true', computer=aiida_localhost, filepath_executable='/bin/true',
                                  default_calc_job_plugin=plugin).store()
     return {'label': label_inputs, 'nep': code('nep', 'mlcampaign.nep.train'),
             'explore': code('explore', 'mlcampaign.nep.explore'),

@@ -24,17 +24,13 @@ NEP_SETTINGS = {'cutoff': [5.0, 4.0], 'n_max': [4, 4], 'basis_size': [4, 4], 'ne
 
 @pytest.fixture(scope='module')
 def codes(aiida_profile, tmp_path_factory):
+    for name in ('motep', 'neppo'):
+        require_executable(name)
     from aiida_mlcampaign.setup import profile as profile_setup
 
-    from aiida import orm
-
     computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    # Codes of their own: under pytest-xdist another test of the same session may already have made a
-    # 'motep@localhost' that is a wrapper (one that stops early), which discover_codes would reuse.
-    return {name: orm.InstalledCode(label=f'fit-compare-{name}', computer=computer,
-                                    filepath_executable=require_executable(name),
-                                    default_calc_job_plugin=profile_setup.KNOWN_EXECUTABLES[name][0]).store()
-            for name in ('motep', 'neppo')}
+    wanted = {name: profile_setup.KNOWN_EXECUTABLES[name] for name in ('motep', 'neppo')}
+    return profile_setup.discover_codes(computer, wanted)
 
 
 @pytest.fixture(scope='module')
