@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
-__all__ = ('dft_settings_record', 'failed_structures', 'loop_summary')
+__all__ = ('dft_settings_record', 'failed_structures', 'iteration_statistics', 'loop_summary')
 
 
 @calcfunction
@@ -33,3 +33,9 @@ def loop_summary(summary: orm.List, stop_reason: orm.Str, last_iteration: orm.In
     """An active-learning loop's record: one row per iteration, why it stopped, and its last iteration."""
     return {'summary': orm.List(summary.get_list()), 'stop_reason': orm.Str(stop_reason.value),
             'last_iteration': orm.Int(last_iteration.value)}
+
+
+@calcfunction
+def iteration_statistics(statistics: orm.Dict) -> orm.Dict:
+    """A family's figures of one active-learning iteration (the keys of ``workchains.al_family.STATISTICS_KEYS``)."""
+    return orm.Dict(statistics.get_dict())

@@ -58,3 +58,23 @@ def select_for_labelling(potential: MtpPotentialData, training_set: TrainingSetD
     for number, index in enumerate(indices):
         outputs[f'structure_{number:03d}'] = orm.StructureData(ase=candidate_frames[index].to_ase())
     return outputs
+
+
+@calcfunction
+def screen_structures(min_distance: orm.Float, **structures: orm.StructureData) -> dict:
+    """The loop's safety filter, the same for every family: structures whose closest atoms are nearer than
+    ``min_distance`` (Å) are never sent to DFT (pw.x would waste hours on them or fail). Outputs the kept
+    structures under their own keys and ``screening`` (kept and refused keys, every shortest distance)."""
+    from aiida_mlcampaign.mtp.selection import min_interatomic_distance
+
+    distances = {}
+    for key, structure in structures.items():
+        atoms = structure.get_ase()
+        distances[key] = float(min_interatomic_distance(atoms.cell[:], atoms.positions, atoms.pbc))
+    kept = sorted(key for key, distance in distances.items() if distance >= min_distance.value)
+    distances = {key: (value if np.isfinite(value) else None) for key, value in distances.items()}
+    refused = sorted(set(distances) - set(kept))
+    outputs = {key: orm.StructureData(ase=structures[key].get_ase()) for key in kept}
+    outputs['screening'] = orm.Dict({'min_distance': min_distance.value, 'kept': kept, 'refused': refused,
+                                     'shortest_distances': distances})
+    return outputs

@@ -142,13 +142,13 @@ def run_active_learning(profile_name, codes, family_label, base, labelled, label
     builder = ActiveLearningWorkChain.get_builder()
     builder.training_set = split['train']
     builder.test_set = split['test']
-    builder.potential = MtpPotentialData.from_template(6, ['Cu', 'P', 'S'], min_dist=1.8, max_dist=5.0)
-    builder.train.code = codes['motep']
-    builder.train.settings = orm.Dict({'max_iter': 300, 'seed': 1})
-    builder.explore.code = codes['mlcampaign-explore']
-    builder.explore.structures = {'cu3ps4': base}
-    builder.explore.parameters = orm.Dict({'temperatures': [300.0, 600.0], 'seeds': [1, 2], 'steps': 200,
-                                           'time_step': 1.0, 'grade_every': 10})
+    builder.mtp.potential = MtpPotentialData.from_template(6, ['Cu', 'P', 'S'], min_dist=1.8, max_dist=5.0)
+    builder.mtp.train.code = codes['motep']
+    builder.mtp.train.settings = orm.Dict({'max_iter': 300, 'seed': 1})
+    builder.mtp.explore.code = codes['mlcampaign-explore']
+    builder.mtp.explore.structures = {'cu3ps4': base}
+    builder.mtp.explore.parameters = orm.Dict({'temperatures': [300.0, 600.0], 'seeds': [1, 2], 'steps': 200,
+                                               'time_step': 1.0, 'grade_every': 10})
     for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
         setattr(builder.label, key, label_builder[key])
     builder.label.max_concurrent = orm.Int(1)

@@ -6,8 +6,14 @@ broker); tests that need the daemon or the production services build their own p
 """
 
 import pathlib
+import sys
 
 import pytest
+
+#: Test-only plugins, registered as an installed distribution would be (a ``*.dist-info`` with entry points on
+#: ``sys.path``): ``mlcampaign.al.emt``, a third active-learning family (tests/families/emt.py). Before anything
+#: reads the entry points, so that the loop's inputs have its namespace in every test process.
+sys.path.insert(0, str(pathlib.Path(__file__).parent / 'plugins'))
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 

@@ -9,14 +9,13 @@ of all elements, and refuse inputs that would waste a submission.
 from __future__ import annotations
 
 import copy
-import pathlib
 import typing as t
 import warnings
-from importlib.resources import files
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_mlcampaign.workchains.protocol import PluginProtocolMixin
 
 #: Keys of the pw.x parameters that change the physics of a label; they must agree across frames.
 PHYSICS_KEYS = {
@@ -188,14 +187,8 @@ def physics_of(calculation) -> dict:
     return result
 
 
-class DftWorkChainMixin(ProtocolMixin):
+class DftWorkChainMixin(PluginProtocolMixin):
     """Inputs, protocol file and builder steps that the DFT work chains share."""
-
-    _protocol_name: str = ''
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / f'{cls._protocol_name}.yaml'))
 
     @staticmethod
     def define_dft_inputs(spec, origin: str, dft_help: str):

@@ -24,13 +24,10 @@ merged over the kept segments (rows a later segment redid are dropped; ``step``/
 
 from __future__ import annotations
 
-import pathlib
-from importlib.resources import files
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, calcfunction, process_handler, while_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_mlcampaign.calculations.gpumd import GpumdCalculation, gpumd_legacy, stages_of
 from aiida_mlcampaign.formats.frames import FormatError
@@ -40,6 +37,7 @@ from aiida_mlcampaign.formats.gpumd_run import (
     canonical_stages, ensure_restart_dumps, remaining_stages, scale_time_step,
 )
 from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
+from aiida_mlcampaign.workchains.protocol import PluginProtocolMixin
 
 __all__ = ('GpumdBaseWorkChain', 'merge_thermo', 'protocol_stages')
 
@@ -84,14 +82,11 @@ def _validate_restartable(inputs, _):
     return None
 
 
-class GpumdBaseWorkChain(CrashSafeSteps, ProtocolMixin, BaseRestartWorkChain):
+class GpumdBaseWorkChain(CrashSafeSteps, PluginProtocolMixin, BaseRestartWorkChain):
     """GPUMD MD in as many jobs as walltimes and node failures need, with one time-step halving on a blow-up."""
 
     _process_class = GpumdCalculation
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(str(files('aiida_mlcampaign.workchains') / 'protocols' / 'gpumd_base.yaml'))
+    _protocol_name = 'gpumd_base'
 
     @classmethod
     def define(cls, spec):

@@ -54,13 +54,13 @@ def loop_builder(training_set, family):
         pseudo_family=family, overrides={'dft': TINY_DFT}, options=OPTIONS)
     builder = ActiveLearningWorkChain.get_builder()
     builder.training_set = training_set
-    builder.potential = MtpPotentialData.from_template(6, ['Cu', 'S'], min_dist=1.8, max_dist=4.5)
-    builder.train.code = orm.load_code('motep@localhost')
-    builder.train.settings = orm.Dict({'max_iter': 150, 'seed': 1})
-    builder.explore.code = orm.load_code('mlcampaign-explore@localhost')
-    builder.explore.structures = {'start': orm.StructureData(ase=cu2s2(0.02, 9))}
-    builder.explore.parameters = orm.Dict({'temperatures': [300.0, 900.0], 'seeds': [1], 'steps': 60,
-                                           'time_step': 1.0, 'grade_every': 5})
+    builder.mtp.potential = MtpPotentialData.from_template(6, ['Cu', 'S'], min_dist=1.8, max_dist=4.5)
+    builder.mtp.train.code = orm.load_code('motep@localhost')
+    builder.mtp.train.settings = orm.Dict({'max_iter': 150, 'seed': 1})
+    builder.mtp.explore.code = orm.load_code('mlcampaign-explore@localhost')
+    builder.mtp.explore.structures = {'start': orm.StructureData(ase=cu2s2(0.02, 9))}
+    builder.mtp.explore.parameters = orm.Dict({'temperatures': [300.0, 900.0], 'seeds': [1], 'steps': 60,
+                                               'time_step': 1.0, 'grade_every': 5})
     for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
         setattr(builder.label, key, label[key])
     builder.label.max_concurrent = orm.Int(2)

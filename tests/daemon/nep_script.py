@@ -17,6 +17,7 @@ import sys
 import time
 
 from aiida import load_profile, orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node, submit
 from ase.build import bulk
 
@@ -57,15 +58,14 @@ def loop_builder(training_set):
 
     template = label([orm.StructureData(ase=pbte(0.0, 0))])
     builder = ActiveLearningWorkChain.get_builder()
-    builder.family = orm.Str('nep')
     builder.training_set = training_set
-    builder.committee_size = orm.Int(2)
-    builder.nep_train.code = orm.load_code('neppo@localhost')
-    builder.nep_train.settings = orm.Dict(NEPPO_SETTINGS)
-    builder.nep_train.metadata = {'options': NEPPO_OPTIONS}
-    builder.nep_explore.code = orm.load_code('mlcampaign-explore@localhost')
-    builder.nep_explore.structures = {'start': orm.StructureData(ase=pbte(0.02, 9, cubic=True))}
-    builder.nep_explore.parameters = orm.Dict({
+    builder.nep.committee_size = orm.Int(2)
+    builder.nep.train.code = orm.load_code('neppo@localhost')
+    builder.nep.train.settings = orm.Dict(NEPPO_SETTINGS)
+    builder.nep.train.metadata = {'options': NEPPO_OPTIONS}
+    builder.nep.explore.code = orm.load_code('mlcampaign-explore@localhost')
+    builder.nep.explore.structures = {'start': orm.StructureData(ase=pbte(0.02, 9, cubic=True))}
+    builder.nep.explore.parameters = orm.Dict({
         'temperatures': [300.0, 900.0], 'seeds': [1], 'steps': 60, 'time_step': 2.0, 'grade_every': 5,
         'select_threshold': 0.01, 'break_threshold': 0.5,
     })
@@ -100,14 +100,16 @@ def main():
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok,
-                  'children': sorted(link.link_label for link in node.base.links.get_outgoing().all()
+                  # the loop's children and those of its family iterations (iteration_NN_nep)
+                  'children': sorted(link.link_label for caller in (node, *node.called)
+                                     for link in caller.base.links.get_outgoing(link_type=(LinkType.CALL_CALC,
+                                                                                           LinkType.CALL_WORK)).all()
                                      if link.link_label.startswith('iteration_')),
                   'census': census(node)}
         if node.is_finished_ok:
             iteration = node.outputs.iterations.iteration_01
             members = node.outputs.committee
-            selection = [n for n in node.called if n.base.links.get_incoming().all()
-                         and n.process_label == 'select_by_committee']
+            selection = [n for n in node.called_descendants if n.process_label == 'select_by_committee']
             statistics = selection[0].outputs.statistics.get_dict() if selection else {}
             deviations = selection[0].outputs.deviations if selection else None
             report.update({
@@ -121,10 +123,10 @@ def main():
                 'iteration_outputs': sorted(iteration.keys()) if hasattr(iteration, 'keys') else [],
                 'selection': statistics,
                 'deviation_arrays': deviations.get_arraynames() if deviations is not None else [],
-                'train_codes': sorted({n.inputs.code.label for n in node.called
+                'train_codes': sorted({n.inputs.code.label for n in node.called_descendants
                                        if n.process_type and n.process_type.endswith('mlcampaign.nep.train')}),
                 'train_engines': sorted({(n.outputs.output_parameters['engine'], n.inputs.settings['seed'])
-                                         for n in node.called if n.process_type
+                                         for n in node.called_descendants if n.process_type
                                          and n.process_type.endswith('mlcampaign.nep.train')}),
             })
         print(json.dumps(report, default=str))

@@ -75,8 +75,11 @@ def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):
         assert report['pw_calculations'] == report['distinct_structures'], report  # nothing ran twice
         killed = sorted(path.name for path in crashes.iterdir())
         print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
-        loop_steps = {'iteration_01_train', 'iteration_01_explore', 'iteration_01_test', 'iteration_01_select',
-                      'iteration_01_label', 'iteration_01_evaluate', 'iteration_01_merge'}
+        family_steps = {'iteration_01_train', 'iteration_01_explore', 'iteration_01_test', 'iteration_01_select',
+                        'iteration_01_statistics'}
+        loop_steps = {'iteration_01_mtp', 'iteration_01_screen', 'iteration_01_label', 'iteration_01_evaluate',
+                      'iteration_01_merge'}
+        assert {f'MtpIterationWorkChain.{step}' for step in family_steps} <= set(killed)
         assert {f'ActiveLearningWorkChain.{step}' for step in loop_steps} <= set(killed)
         assert {'DftLabelWorkChain.collect_frames', 'DftAimdWorkChain.segment_000', 'DftAimdWorkChain.segment_001',
                 'DftAimdWorkChain.join_thermo', 'DftAimdWorkChain.collect_frames'} <= set(killed)

@@ -64,9 +64,9 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
         assert 1 <= row['labels_added'] <= 2
         assert row['training_frames_after'] == report['input_frames'] + row['labels_added']
         assert row['new_frames_force_rmse'] is not None
-        assert {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_explore',
-                'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
-                'iteration_01_merge'} <= set(report['children'])
+        assert {'iteration_01_nep', 'iteration_01_train_member_0', 'iteration_01_train_member_1',
+                'iteration_01_explore', 'iteration_01_select', 'iteration_01_screen', 'iteration_01_label',
+                'iteration_01_evaluate', 'iteration_01_merge'} <= set(report['children'])
         # Retrain: the second committee is trained on the seed frames plus the pw.x labels of the first iteration.
         second = report['summary'][1]
         assert second['iteration'] == 2 and second['training_frames'] == row['training_frames_after']
@@ -74,9 +74,11 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
         # The crashes: one after each step's work, none of it done twice, nothing left running.
         killed = sorted(path.name for path in crashes.iterdir())
         print(f'worker killed {len(killed)} times: {killed}; census {report["census"]}')
-        loop_steps = {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_test',
-                      'iteration_01_explore', 'iteration_01_select', 'iteration_01_label', 'iteration_01_evaluate',
+        family_steps = {'iteration_01_train_member_0', 'iteration_01_train_member_1', 'iteration_01_test',
+                        'iteration_01_explore', 'iteration_01_select', 'iteration_01_statistics'}
+        loop_steps = {'iteration_01_nep', 'iteration_01_screen', 'iteration_01_label', 'iteration_01_evaluate',
                       'iteration_01_merge'}
+        assert {f'NepIterationWorkChain.{step}' for step in family_steps} <= set(killed)
         assert {f'ActiveLearningWorkChain.{step}' for step in loop_steps} <= set(killed)
         assert 'DftLabelWorkChain.collect_frames' in killed
         assert any(name.startswith('DftLabelWorkChain.label_') for name in killed)

@@ -57,18 +57,17 @@ def seed_set():
 def gpumd_builder(replay_codes, label_inputs, stages):
     options = {'resources': {'num_machines': 1}, 'max_wallclock_seconds': 60}
     builder = ActiveLearningWorkChain.get_builder()
-    builder.family = orm.Str('nep')
     builder.training_set = seed_set()
-    builder.committee_size = orm.Int(2)
-    builder.nep_train.code = replay_codes['nep']
-    builder.nep_train.species = orm.List(['Te', 'Pb'])
-    builder.nep_train.settings = orm.Dict({'generation': 1000})
-    builder.nep_train.metadata = {'options': options}
-    builder.nep_gpumd.gpumd.code = replay_codes['gpumd']
-    builder.nep_gpumd.gpumd.structure = orm.StructureData(ase=bulk('PbTe', 'rocksalt', a=6.46, cubic=True))
-    builder.nep_gpumd.gpumd.stages = orm.List(stages)
-    builder.nep_gpumd.gpumd.metadata = {'options': options}
-    builder.trust_window = orm.List([5.0, 10.0])
+    builder.nep.committee_size = orm.Int(2)
+    builder.nep.train.code = replay_codes['nep']
+    builder.nep.train.species = orm.List(['Te', 'Pb'])
+    builder.nep.train.settings = orm.Dict({'generation': 1000})
+    builder.nep.train.metadata = {'options': options}
+    builder.nep.gpumd.gpumd.code = replay_codes['gpumd']
+    builder.nep.gpumd.gpumd.structure = orm.StructureData(ase=bulk('PbTe', 'rocksalt', a=6.46, cubic=True))
+    builder.nep.gpumd.gpumd.stages = orm.List(stages)
+    builder.nep.gpumd.gpumd.metadata = {'options': options}
+    builder.nep.trust_window = orm.List([5.0, 10.0])
     for key, value in label_inputs.items():
         setattr(builder.label, key, value)
     builder.max_iterations = orm.Int(1)
@@ -81,10 +80,11 @@ STAGE = {'velocity': 300, 'time_step': 1, 'ensemble': 'nve', 'dump_thermo': 10, 
 def test_gpumd_exploration_without_dump_is_refused_at_launch(replay_codes, label_inputs):  # noqa: F811
     from tests.workchains.test_active_learning_inputs import refusal
 
-    assert 'nep_gpumd.gpumd.stages: no dump_xyz' in refusal(gpumd_builder(replay_codes, label_inputs, [STAGE]))
+    message = refusal(gpumd_builder(replay_codes, label_inputs, [STAGE]))
+    assert "'inputs.nep': gpumd.gpumd.stages: no dump_xyz" in message, message
     no_thermo = {key: value for key, value in STAGE.items() if key != 'dump_thermo'}
     message = refusal(gpumd_builder(replay_codes, label_inputs, [{**no_thermo, 'dump_xyz': [10, 'dump.xyz']}]))
-    assert "'inputs.nep_gpumd': gpumd.stages: stages[0]: dump_thermo" in message, message
+    assert "'inputs.nep.gpumd': gpumd.stages: stages[0]: dump_thermo" in message, message
 
 
 def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # noqa: F811
@@ -96,11 +96,11 @@ def test_gpumd_exploration_feeds_the_committee(replay_codes, label_inputs):  # n
     assert row['explored_frames'] == row['candidates'] >= 1
     assert row['labels_added'] == 0 and row['candidate_fraction'] == 0.0
     assert results['stop_reason'].value.startswith('converged')
-    candidates = results['iterations']['iteration_01']['exploration']
+    candidates = results['iterations']['iteration_01']['candidates']
     assert isinstance(candidates, TrainingSetData) and candidates.get_array('natoms')[0] == 250
     # The candidates descend from the GPUMD trajectory; their DFT-free labels are absent.
     assert all(f.energy is None or f.energy != f.energy for f in candidates.iter_frames())
-    select = next(n for n in node.called if n.process_label == 'select_by_committee')
+    select = next(n for n in node.called_descendants if n.process_label == 'select_by_committee')
     statistics = select.outputs.statistics.get_dict()
     assert statistics['candidates'] == candidates.num_frames and statistics['selected'] == 0
     assert 0.0 < statistics['max_deviation'] < 5.0  # two different recorded models: a real, finite spread

@@ -11,7 +11,8 @@ from ase.build import bulk
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
-from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain, get_nep_builder_from_loop
+from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
+from aiida_mlcampaign.workchains.al_nep import get_nep_builder_from_loop
 
 RECORDED = pathlib.Path(__file__).parent.parent / 'fixtures' / 'gpumd' / 'nep'
 
@@ -53,14 +54,13 @@ def pbte_set():
 
 def nep_builder(codes, training_set, **parameters):
     builder = ActiveLearningWorkChain.get_builder()
-    builder.family = orm.Str('nep')
     builder.training_set = training_set
-    builder.committee_size = orm.Int(2)
-    builder.nep_train.code = codes['nep']
-    builder.nep_train.species = orm.List(['Te', 'Pb'])
-    builder.nep_explore.code = codes['explore']
-    builder.nep_explore.structures = {'start': orm.StructureData(ase=bulk('PbTe', 'rocksalt', a=6.46, cubic=True))}
-    builder.nep_explore.parameters = orm.Dict({'temperatures': [300.0], 'seeds': [1], 'steps': 10, 'time_step': 1.0,
+    builder.nep.committee_size = orm.Int(2)
+    builder.nep.train.code = codes['nep']
+    builder.nep.train.species = orm.List(['Te', 'Pb'])
+    builder.nep.explore.code = codes['explore']
+    builder.nep.explore.structures = {'start': orm.StructureData(ase=bulk('PbTe', 'rocksalt', a=6.46, cubic=True))}
+    builder.nep.explore.parameters = orm.Dict({'temperatures': [300.0], 'seeds': [1], 'steps': 10, 'time_step': 1.0,
                                                'grade_every': 5, 'select_threshold': 0.05,
                                                'break_threshold': 0.5, **parameters})
     for key, value in codes['label'].items():
@@ -82,15 +82,14 @@ def test_nep_family_inputs_pass_validation(codes):
 
 
 @pytest.mark.parametrize(('change', 'field'), [
-    (lambda b: setattr(b.nep_explore, 'parameters', orm.Dict(
-        {**b.nep_explore.parameters.get_dict(), 'select_threshold': 0.6})), 'break_threshold'),
-    (lambda b: setattr(b, 'committee_size', orm.Int(1)), 'committee_size'),
-    (lambda b: setattr(b.nep_train, 'species', orm.List(['Pb'])), 'training_set'),
-    (lambda b: setattr(b, 'family', orm.Str('gap')), 'family'),
-    (lambda b: setattr(b.nep_train, 'settings', orm.Dict({'generation': -5})), 'nep_train: settings.generation'),
-    (lambda b: setattr(b.nep_train, 'settings', orm.Dict({'type': [2, 'Te', 'Pb']})), 'nep_train: settings'),
+    (lambda b: setattr(b.nep.explore, 'parameters', orm.Dict(
+        {**b.nep.explore.parameters.get_dict(), 'select_threshold': 0.6})), 'break_threshold'),
+    (lambda b: setattr(b.nep, 'committee_size', orm.Int(1)), 'committee_size'),
+    (lambda b: setattr(b.nep.train, 'species', orm.List(['Pb'])), 'species [\'Te\'] are not in train.species'),
+    (lambda b: setattr(b.nep.train, 'settings', orm.Dict({'generation': -5})), 'nep.train: settings.generation'),
+    (lambda b: setattr(b.nep.train, 'settings', orm.Dict({'type': [2, 'Te', 'Pb']})), 'nep.train: settings'),
     (lambda b: setattr(b, 'training_set', TrainingSetData.from_ase([bulk('PbTe', 'rocksalt', a=6.46)])),
-     'nep_train: training_set'),  # unlabelled frames: refused at launch, not when the committee is created
+     'nep.train: training_set'),  # unlabelled frames: refused at launch, not when the committee is created
 ])
 def test_nep_family_refusals_name_the_field(codes, change, field):
     builder = nep_builder(codes, pbte_set())
@@ -104,15 +103,30 @@ def test_nep_family_refusals_name_the_field(codes, change, field):
 
 def test_family_namespaces_are_not_mixed(codes):
     builder = nep_builder(codes, pbte_set())
-    builder.potential = MtpPotentialData.from_template(2, ['Te', 'Pb'], min_dist=2.0, max_dist=5.0)
-    assert 'potential: belongs to family' in refusal(builder)
+    builder.mtp.potential = MtpPotentialData.from_template(2, ['Te', 'Pb'], min_dist=2.0, max_dist=5.0)
+    builder.mtp.train.code = codes['motep']
+    builder.mtp.explore.code = codes['mtp-explore']
+    builder.mtp.explore.structures = dict(builder.nep.explore.structures)
+    builder.mtp.explore.parameters = orm.Dict({'temperatures': [300.0], 'seeds': [1], 'steps': 10, 'time_step': 1.0,
+                                               'grade_every': 5})
+    assert 'exactly one potential family, got mtp, nep' in refusal(builder)
+    del builder.nep
+    assert refusal(builder) is None  # the same mtp namespace alone is a valid loop
 
     mtp = ActiveLearningWorkChain.get_builder()
     for key, value in codes['label'].items():
         setattr(mtp.label, key, value)
     mtp.training_set = pbte_set()
-    mtp.potential = MtpPotentialData.from_template(2, ['Te', 'Pb'], min_dist=2.0, max_dist=5.0)
-    assert 'train: required for family' in refusal(mtp)
+    assert 'exactly one potential family, got none' in refusal(mtp)
+    mtp.mtp.potential = MtpPotentialData.from_template(2, ['Te', 'Pb'], min_dist=2.0, max_dist=5.0)
+    message = refusal(mtp)  # the rest of the family's namespace is still missing, and named
+    assert "'inputs.mtp.explore.structures'" in message, message
+
+
+def test_a_family_without_a_cpu_or_gpu_explorer_is_refused(codes):
+    builder = nep_builder(codes, pbte_set())
+    del builder.nep.explore
+    assert 'explore, gpumd: family nep explores with exactly one of them, got none' in refusal(builder)
 
 
 def test_nep_builder_from_a_finished_loop_uses_its_training_set(codes):

@@ -1,0 +1,168 @@
+"""The contract between the active-learning loop and a potential family (MTP, NEP, or one of your own).
+
+Why a contract: the loop (``mlcampaign.al.loop``) does what every family shares (label the chosen structures
+with DFT, refuse unsafe ones, merge, score the exploring model on the new labels, decide whether to go on);
+a family does what only it knows (train, explore with an uncertainty measure, choose frames). With this split
+a third family (MACE, ACE...) is one module and one ``aiida.workflows`` entry point named
+``mlcampaign.al.<family>``: the loop finds it there, exposes its inputs under ``<family>`` and runs it once per
+iteration, without a line changed in the loop (as aiida-common-workflows serves several codes behind one
+interface).
+
+A family is a subclass of :class:`ActiveLearningIterationWorkChain`:
+
+* inputs: the contract's :data:`CONTRACT_INPUTS`, given by the loop, and its own, given by the user under the
+  loop's ``<family>`` namespace;
+* outputs: the contract's (``potential``, optionally ``committee``, ``candidates``, ``selected.structure_NNN``,
+  ``statistics`` with :data:`STATISTICS_KEYS` in eV units, optionally ``training_errors`` and ``exploration``);
+* :meth:`~ActiveLearningIterationWorkChain.get_evaluation`: how to score one of its potentials on labelled
+  frames (a calculation or calcfunction whose ``errors`` output has ``forces_rmse`` in eV/Å and
+  ``energy_per_atom_rmse`` in eV/atom).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from aiida import orm
+from aiida.engine import WorkChain
+
+from aiida_mlcampaign.calculations.records import iteration_statistics
+from aiida_mlcampaign.data.training_set import TrainingSetData
+from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
+from aiida_mlcampaign.workchains.protocol import PluginProtocolMixin
+
+#: Entry points ``mlcampaign.al.<family>`` in ``aiida.workflows`` are families, except these.
+NOT_FAMILIES = ('loop',)
+ENTRY_POINT_PREFIX = 'mlcampaign.al.'
+#: Inputs the loop gives every family; the user gives the rest under the family's namespace.
+CONTRACT_INPUTS = ('training_set', 'test_set', 'iteration', 'label_budget', 'min_distance')
+#: The keys of every family's ``statistics`` (a value is None where the family cannot measure it).
+STATISTICS_KEYS = ('explored_frames', 'candidates', 'candidate_fraction', 'selected', 'train_force_rmse',
+                   'train_energy_rmse_per_atom', 'test_force_rmse', 'test_energy_rmse_per_atom')
+
+
+@functools.lru_cache(maxsize=1)
+def available_families() -> dict[str, type]:
+    """Every installed family: ``{name: work chain class}`` from the ``mlcampaign.al.<name>`` entry points."""
+    from aiida.plugins.entry_point import get_entry_point_names, load_entry_point
+
+    families = {}
+    for name in get_entry_point_names('aiida.workflows'):
+        if name.startswith(ENTRY_POINT_PREFIX) and name[len(ENTRY_POINT_PREFIX):] not in NOT_FAMILIES:
+            cls = load_entry_point('aiida.workflows', name)
+            if isinstance(cls, type) and issubclass(cls, ActiveLearningIterationWorkChain):
+                families[name[len(ENTRY_POINT_PREFIX):]] = cls
+    return dict(sorted(families.items()))
+
+
+def launch_evaluation(caller, process, inputs: dict):
+    """Run a family's evaluation under ``caller`` (a ``CrashSafeSteps`` work chain): a calcfunction runs at once
+    and its outputs come back as a dict; a calculation or work chain is submitted and its node comes back."""
+    if getattr(process, 'is_process_function', False):
+        return caller.run_once(process, **inputs)
+    return caller.submit(process, **inputs)
+
+
+def evaluation_errors(result) -> dict | None:
+    """The ``errors`` of what :func:`launch_evaluation` returned (a dict of outputs or a finished node)."""
+    if isinstance(result, orm.ProcessNode):
+        if not result.is_finished_ok or 'errors' not in result.outputs:
+            return None
+        return result.outputs.errors.get_dict()
+    errors = result.get('errors') if isinstance(result, dict) else None
+    return None if errors is None else errors.get_dict()
+
+
+def shortest_distance(training_set: TrainingSetData, structures) -> float:
+    """The shortest interatomic distance (Å) over the frames and structures: the floor of a potential's radial
+    basis should sit below it."""
+    from aiida_mlcampaign.mtp.selection import min_interatomic_distance
+
+    cells = [(f.cell, f.positions, f.pbc) for f in training_set.iter_frames()]
+    cells += [(a.cell[:], a.positions, a.pbc) for a in (s.get_ase() for s in structures)]
+    return min(float(min_interatomic_distance(*cell)) for cell in cells)
+
+
+def species_of(training_set: TrainingSetData, structures) -> list[str]:
+    """The training set's species, then any further ones of the start structures, in order of appearance."""
+    species = list(training_set.species)
+    for structure in structures:
+        species += [s for s in structure.get_ase().get_chemical_symbols() if s not in species]
+    return species
+
+
+class ActiveLearningIterationWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
+    """One family's part of one iteration: train, explore, select. Subclasses add their inputs and outline."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('training_set', valid_type=TrainingSetData, help='The labelled frames to train on.')
+        spec.input('test_set', valid_type=TrainingSetData, required=False,
+                   help='Held-out frames: the trained model is scored on them (statistics.test_*).')
+        spec.input('iteration', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='The loop\'s iteration number: the prefix of every child\'s call link label.')
+        spec.input('label_budget', valid_type=orm.Int, default=lambda: orm.Int(10),
+                   help='Select at most this many structures for DFT.')
+        spec.input('min_distance', valid_type=orm.Float, default=lambda: orm.Float(0.6),
+                   help='Never select a frame with atoms closer than this (Å); the loop checks it again.')
+        spec.output('potential', valid_type=orm.Data,
+                    help='The trained potential (for a committee: the member that drove the exploration).')
+        spec.output_namespace('committee', valid_type=orm.Data, dynamic=True, required=False,
+                              help='Every member, for families that measure uncertainty by a committee.')
+        spec.output('candidates', valid_type=TrainingSetData, required=False,
+                    help='The explored frames the family considered for labelling.')
+        spec.output_namespace('selected', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='The structures to label with DFT (structure_000...), most informative first.')
+        spec.output('statistics', valid_type=orm.Dict,
+                    help=f'The iteration\'s figures, one schema for every family (eV units): {STATISTICS_KEYS}.')
+        spec.output('training_errors', valid_type=orm.Dict, required=False,
+                    help='The trainer\'s own error record, as it wrote it.')
+        spec.output('exploration', valid_type=orm.Data, required=False,
+                    help='The explorer\'s own record (grades, window counts...).')
+        spec.exit_code(410, 'ERROR_TRAINING_FAILED', message='Training failed: {why}')
+        spec.exit_code(420, 'ERROR_EXPLORATION_FAILED', message='Exploration failed: {why}')
+        spec.exit_code(440, 'ERROR_EVALUATION_FAILED', message='Scoring the model on the test set failed.')
+
+    @classmethod
+    def get_evaluation(cls, inputs: dict, potential: orm.Data, frames: TrainingSetData) -> tuple[type, dict]:
+        """The process and inputs that score ``potential`` on the labelled ``frames``.
+
+        ``inputs`` are the family's own inputs (the loop's ``<family>`` namespace), for codes and resources. The
+        process's ``errors`` output must have ``forces_rmse`` (eV/Å) and ``energy_per_atom_rmse`` (eV/atom).
+        """
+        raise NotImplementedError(f'{cls.__name__}: a family must say how its potentials are scored')
+
+    @classmethod
+    def fill_from_protocol(cls, namespace, *, training_set: TrainingSetData, structures: dict, codes: dict,
+                           protocol: str | None = None, overrides: dict | None = None,
+                           temperatures: list[float] | None = None) -> None:
+        """Fill the loop's ``<family>`` builder ``namespace`` from this family's protocol (``fast``, ``balanced``,
+        ``stringent``): ``codes`` by the family's own keys (``train``, ``explore``), exploration from
+        ``structures`` at ``temperatures`` (K; the protocol's when None)."""
+        raise NotImplementedError(f'{cls.__name__}: this family has no protocols')
+
+    def _label(self, step: str) -> str:
+        return f'iteration_{self.inputs.iteration.value:02d}_{step}'
+
+    def evaluate(self, potential, frames, step: str):
+        """Launch :meth:`get_evaluation` under ``step``'s label (see :func:`launch_evaluation`)."""
+        process, inputs = self.get_evaluation(self.inputs, potential, frames)
+        inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': self._label(step)}
+        return launch_evaluation(self, process, inputs)
+
+    def emit_statistics(self, values: dict) -> None:
+        """The ``statistics`` output, created by a calcfunction from ``values`` (missing keys become None)."""
+        unknown = sorted(set(values) - set(STATISTICS_KEYS))
+        if unknown:
+            raise ValueError(f'statistics: keys {unknown} are not in the contract {STATISTICS_KEYS}')
+        record = {key: values.get(key) for key in STATISTICS_KEYS}
+        self.out('statistics', self.run_once(iteration_statistics, orm.Dict(record),
+                                             metadata={'call_link_label': self._label('statistics')}))
+
+    def emit_selected(self, outputs: dict) -> int:
+        """The ``selected`` namespace from a selection calcfunction's ``structure_*`` outputs; their number."""
+        keys = sorted(key for key in outputs if key.startswith('structure_'))
+        for number, key in enumerate(keys):
+            self.out(f'selected.structure_{number:03d}', outputs[key])
+        return len(keys)

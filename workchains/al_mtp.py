@@ -1,0 +1,163 @@
+"""``mlcampaign.al.mtp``: the MTP family of active learning (one iteration: train, explore, select).
+
+motep fits the MTP; the exploration MD grades every frame with mlip-2's extrapolation grade (the MaxVol
+grade against the training set's active set) and keeps the extrapolative ones as candidates; a D-optimal
+(MaxVol, ``select-add``) subset of those, within the label budget, is selected for DFT. The test set, when
+given, is scored by a ``MotepEvaluateCalculation`` submitted beside the exploration.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, if_
+
+from aiida_mlcampaign.calculations.explore import MtpExploreCalculation
+from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
+from aiida_mlcampaign.calculations.selection import select_for_labelling
+from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+from aiida_mlcampaign.workchains.al_family import (
+    ActiveLearningIterationWorkChain,
+    evaluation_errors,
+    shortest_distance,
+    species_of,
+)
+
+
+def validate_inputs(inputs, _):
+    """Species of the training set and of every start structure must be the potential's."""
+    potential = inputs.get('potential')
+    if potential is None:
+        return None
+    training_set = inputs.get('training_set')
+    if training_set is not None:
+        extra = sorted(set(training_set.species) - set(potential.species))
+        if extra:
+            return f'training_set: species {extra} are not in the potential\'s species {potential.species}'
+    for key, structure in inputs.get('explore', {}).get('structures', {}).items():
+        extra = sorted(structure.get_symbols_set() - set(potential.species))
+        if extra:
+            return f'explore.structures.{key}: species {extra} are not in the potential\'s species'
+    return None
+
+
+class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
+    """Fit the MTP with motep, explore with extrapolation grading, select D-optimally."""
+
+    _protocol_name = 'al_mtp'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=MtpPotentialData,
+                   help='The MTP to fit (a level template with species and distances, or a trained one).')
+        spec.expose_inputs(MotepTrainCalculation, namespace='train', exclude=('potential', 'training_set'),
+                           namespace_options={'help': 'motep training (code, settings, options).'})
+        spec.expose_inputs(MtpExploreCalculation, namespace='explore', exclude=('potential', 'training_set'),
+                           namespace_options={'help': 'Exploration MD (code, structures, parameters).'})
+        spec.input('select_add_threshold', valid_type=orm.Float, default=lambda: orm.Float(1.1),
+                   help='MaxVol swap threshold of the D-optimal selection (mlp select-add --select-threshold).')
+        spec.inputs.validator = validate_inputs
+        spec.outputs['potential'].valid_type = MtpPotentialData
+        spec.outline(
+            cls.train, cls.inspect_train,
+            cls.explore, cls.inspect_explore,
+            if_(cls.has_candidates)(cls.select),
+            cls.finalize,
+        )
+
+    @classmethod
+    def get_evaluation(cls, inputs, potential, frames):
+        """A ``MotepEvaluateCalculation`` on the training code and its resources (its own parser)."""
+        train = inputs['train']
+        options = {key: value for key, value in train.get('metadata', {}).get('options', {}).items()
+                   if key != 'parser_name'}
+        return MotepEvaluateCalculation, {'code': train['code'], 'potential': potential, 'frames': frames,
+                                          'metadata': {'options': options}}
+
+    @classmethod
+    def fill_from_protocol(cls, namespace, *, training_set, structures, codes, protocol=None, overrides=None,
+                           temperatures=None):
+        """An untrained MTP of the protocol's level for the species of the training set and structures, motep
+        settings, exploration parameters; ``codes``: ``train`` (motep) and ``explore`` (mlcampaign-explore)."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        structures = dict(structures)
+        min_dist = inputs.get('min_dist')
+        if min_dist is None:  # 0.9 x the shortest distance, to 0.1 Å below
+            min_dist = max(0.5, int(9 * shortest_distance(training_set, structures.values())) / 10)
+        namespace.potential = MtpPotentialData.from_template(
+            inputs['level'], species_of(training_set, structures.values()), min_dist=min_dist,
+            max_dist=inputs['max_dist'])
+        namespace.train.code = codes['train']
+        namespace.train.settings = orm.Dict(inputs['train'])
+        namespace.explore.code = codes['explore']
+        namespace.explore.structures = structures
+        explore = dict(inputs['explore'])
+        if temperatures is not None:
+            explore['temperatures'] = [float(t) for t in temperatures]
+        namespace.explore.parameters = orm.Dict(explore)
+        namespace.select_add_threshold = orm.Float(inputs['select_add_threshold'])
+
+    def train(self):
+        self.ctx.statistics = {}
+        inputs = AttributeDict(self.exposed_inputs(MotepTrainCalculation, namespace='train'))
+        inputs.potential = self.inputs.potential
+        inputs.training_set = self.inputs.training_set
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('train')}
+        return ToContext(trained=self.submit(MotepTrainCalculation, **inputs))
+
+    def inspect_train(self):
+        node = self.ctx.trained
+        if 'potential' not in node.outputs:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(why=f'motep exit status {node.exit_status}')
+        if not node.is_finished_ok:
+            self.report(f'training ended with exit status {node.exit_status}; using its potential anyway')
+        self.ctx.potential = node.outputs.potential
+        self.out('potential', self.ctx.potential)
+        self.out('training_errors', node.outputs.training_errors)
+        errors = node.outputs.training_errors.get_dict()
+        self.ctx.statistics.update(train_force_rmse=errors.get('forces_rmse'),
+                                   train_energy_rmse_per_atom=errors.get('energy_per_atom_rmse'))
+
+    def explore(self):
+        inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
+        inputs.potential = self.ctx.potential
+        inputs.training_set = self.inputs.training_set
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
+        futures = {'explored': self.submit(MtpExploreCalculation, **inputs)}
+        if 'test_set' in self.inputs:  # beside the exploration: a step that submits does nothing else
+            futures['tested'] = self.evaluate(self.ctx.potential, self.inputs.test_set, 'test')
+        return ToContext(**futures)
+
+    def inspect_explore(self):
+        node = self.ctx.explored
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(why=f'exit status {node.exit_status}')
+        self.out('exploration', node.outputs.statistics)
+        totals = node.outputs.statistics.get_dict()
+        totals = totals.get('totals', totals)
+        self.ctx.candidates = node.outputs.candidates if 'candidates' in node.outputs else None
+        if self.ctx.candidates is not None:
+            self.out('candidates', self.ctx.candidates)
+        self.ctx.statistics.update(
+            candidate_fraction=float(totals.get('candidate_fraction') or 0.0),
+            explored_frames=int(totals.get('graded', 0)),
+            candidates=0 if self.ctx.candidates is None else self.ctx.candidates.num_frames, selected=0)
+        if 'tested' in self.ctx:
+            errors = evaluation_errors(self.ctx.tested) or {}
+            self.ctx.statistics.update(test_force_rmse=errors.get('forces_rmse'),
+                                       test_energy_rmse_per_atom=errors.get('energy_per_atom_rmse'))
+
+    def has_candidates(self):
+        return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
+
+    def select(self):
+        outputs = self.run_once(
+            select_for_labelling, self.ctx.potential, self.inputs.training_set, self.ctx.candidates,
+            budget=self.inputs.label_budget, select_threshold=self.inputs.select_add_threshold,
+            min_distance=self.inputs.min_distance, metadata={'call_link_label': self._label('select')},
+        )
+        self.ctx.statistics['selected'] = self.emit_selected(outputs)
+
+    def finalize(self):
+        self.emit_statistics(self.ctx.statistics)
