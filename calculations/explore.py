@@ -16,9 +16,8 @@ import re
 
 import numpy as np
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
-from aiida.engine import CalcJob
 
+from aiida_mlcampaign.calculations.base import PluginCalcJob
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -148,7 +147,9 @@ def _validate_nep_inputs(inputs, _):
     return _check_starts(inputs, species, "potentials'",
                          'nep_cpu treats every cell as periodic; the structure must be periodic in all three '
                          'directions')
-class ExploreCalculation(CalcJob):
+
+
+class ExploreCalculation(PluginCalcJob):
     """Exploration MD: walkers = temperatures x seeds x starting structures (shared by both families).
 
     Each walker runs ASE molecular dynamics (Langevin NVT or Berendsen NPT) and grades the frame every
@@ -156,11 +157,11 @@ class ExploreCalculation(CalcJob):
     ``break_threshold`` stops the walker after saving the frame, exploded walkers (close atoms,
     non-finite energy or forces, grade above ``explode_grade``) stop without saving. See
     :func:`aiida_mlcampaign.exploration.check_explore_settings` for ``parameters``. Subclasses add the
-    potential inputs and write them (:meth:`_write_potentials`).
+    potential inputs and write them (:meth:`_write_potentials`). The walkers run one after the other on one core.
     """
 
     _FAMILY = 'mtp'
-    _PARSER = 'mlcampaign.mtp.explore'
+    _DEFAULT_PARSER = 'mlcampaign.mtp.explore'
     _SETTINGS = 'settings.json'
     _STARTS = 'starts.xyz'
     _STDOUT = 'explore.out'
@@ -171,12 +172,6 @@ class ExploreCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.resources', valid_type=dict,
-                   default={'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-                   help='The walkers run one after the other on one core.')
-        spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='Run without mpirun.')
-        spec.input('metadata.options.parser_name', valid_type=str, default=cls._PARSER,
-                   help='The parser of this CalcJob.')
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
                              validator=_validate_structures,
                              help='Starting structures; every one is run at every temperature with every seed.')
@@ -193,10 +188,6 @@ class ExploreCalculation(CalcJob):
                     help='The driver summary: per-walker records and totals (candidate_fraction, exploded, ...).')
         spec.default_output_node = 'statistics'
 
-        spec.exit_code(300, 'ERROR_MISSING_SUMMARY', message='The driver wrote no readable summary.json: {detail}')
-        spec.exit_code(301, 'ERROR_MISSING_CANDIDATES',
-                       message='candidates.xyz is missing or unreadable: {detail}')
-        spec.exit_code(310, 'ERROR_DRIVER', message='mlcampaign-explore failed: {detail}')
         spec.exit_code(500, 'ERROR_ALL_WALKERS_EXPLODED',
                        message='Every walker exploded ({walkers} walkers): the potential or the settings '
                                '(time_step, temperatures, starting structures) are unusable.')
@@ -230,14 +221,7 @@ class ExploreCalculation(CalcJob):
             ))
         write_extxyz(frames, folder.get_abs_path(self._STARTS), convention='ase')
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [self._SETTINGS]
-        codeinfo.stdout_name = self._STDOUT
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [self._STDOUT, self._SUMMARY, self._CANDIDATES]
-        return calcinfo
+        return self._calcinfo([self._SETTINGS], [self._SUMMARY, self._CANDIDATES])
 
 
 class MtpExploreCalculation(ExploreCalculation):
@@ -248,7 +232,7 @@ class MtpExploreCalculation(ExploreCalculation):
     """
 
     _FAMILY = 'mtp'
-    _PARSER = 'mlcampaign.mtp.explore'
+    _DEFAULT_PARSER = 'mlcampaign.mtp.explore'
     _POTENTIAL = 'potential.mtp'
     _TRAINING = 'training.cfg'
 
@@ -282,7 +266,7 @@ class NepExploreCalculation(ExploreCalculation):
     """
 
     _FAMILY = 'nep'
-    _PARSER = 'mlcampaign.nep.explore'
+    _DEFAULT_PARSER = 'mlcampaign.nep.explore'
     _PARAMETERS_HELP = (' Here select_threshold/break_threshold are the trust window of the committee force '
                         'deviation in eV/Å (defaults 0.1/0.5); family is set to nep; engine does not apply.')
 

@@ -13,8 +13,8 @@ import re
 
 from aiida import orm
 from aiida.common import CalcInfo
-from aiida.engine import CalcJob
 
+from aiida_mlcampaign.calculations.base import PluginCalcJob
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.slurm import find_gpu_requests, gpu_directive
 
@@ -73,8 +73,10 @@ def validate_gpu_options(inputs) -> str | None:
     return None
 
 
-class GpuCalcJob(CalcJob):
+class GpuCalcJob(PluginCalcJob):
     """A CalcJob whose executable runs on the GPUs of one SLURM node: the ``gpus`` input and the GPU options.
+
+    One process on one machine by default: GPUMD's executables use every GPU they see and are not MPI programs.
 
     Subclasses call :func:`validate_gpu_options` from their inputs validator (a spec has one) and
     :meth:`_export_visible_devices` on their ``CalcInfo``.

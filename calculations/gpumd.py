@@ -13,7 +13,6 @@ CalcJob: :mod:`aiida_mlcampaign.calculations.gpu`, ``docs/gpu-clusters.md``. ``g
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
 
 from aiida_mlcampaign.calculations.gpu import GpuCalcJob, validate_gpu_options
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
@@ -211,16 +210,11 @@ class GpumdCalculation(GpuCalcJob):
     _RUN_IN = 'run.in'
     _POTENTIAL = 'nep.txt'
     _RESTART = 'restart.xyz'
+    _DEFAULT_PARSER = 'mlcampaign.gpumd.md'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.resources', valid_type=dict, default={'num_machines': 1,
-                                                                          'num_mpiprocs_per_machine': 1},
-                   help='One process on one machine: gpumd uses every GPU it sees; it is not an MPI program.')
-        spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='Run gpumd without mpirun.')
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.gpumd.md',
-                   help='The parser of this CalcJob.')
         spec.input('structure', valid_type=orm.StructureData, required=False,
                    help='Starting configuration (a new start). Exactly one of structure and restart.')
         spec.input('groups', valid_type=orm.Dict, required=False,
@@ -274,14 +268,6 @@ class GpumdCalculation(GpuCalcJob):
                     help='Runs finished, steps done per stage, where the restart sits, finished flag, version.')
         spec.default_output_node = 'output_parameters'
 
-        spec.exit_code(300, 'ERROR_NO_STDOUT', message='gpumd wrote no standard output.')
-        spec.exit_code(301, 'ERROR_MISSING_THERMO', message='run.in asks for dump_thermo but thermo.out is missing.')
-        spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='Output files could not be read: {detail}')
-        spec.exit_code(310, 'ERROR_INPUT', message='gpumd refused its input: {detail}')
-        spec.exit_code(400, 'ERROR_SCHEDULER_OUT_OF_WALLTIME',
-                       message='The job ran out of walltime; partial outputs and the last restart are attached.')
-        spec.exit_code(401, 'ERROR_NOT_FINISHED',
-                       message='gpumd ended before "Finished running GPUMD." (node failure or killed): {detail}')
         spec.exit_code(500, 'ERROR_BLOWUP', message='The MD blew up: {detail}')
 
     def prepare_for_submission(self, folder):
@@ -301,16 +287,9 @@ class GpumdCalculation(GpuCalcJob):
             with folder.open(self._MODEL, 'w') as handle:
                 handle.write(self._model_text())
 
-        calcinfo = CalcInfo()
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = []
-        codeinfo.stdout_name = self._STDOUT
-        codeinfo.stderr_name = self._STDERR
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = local_copy_list
         outputs = [name for keyword in OUTPUT_FILES for _, name, _ in OUTPUT_FILES[keyword]]
-        calcinfo.retrieve_list = [self._STDOUT, self._STDERR, *outputs]
+        calcinfo = self._calcinfo([], outputs)
+        calcinfo.local_copy_list = local_copy_list
         calcinfo.retrieve_temporary_list = [self._RESTART, *dump_files(stages)]
         return self._export_visible_devices(calcinfo)
 

@@ -14,8 +14,8 @@ after the run line (``CalcInfo.append_text``); LAMMPS' status 8 is the mlip inte
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
-from aiida.engine import CalcJob
+
+from aiida_mlcampaign.calculations.base import PluginCalcJob
 
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -34,9 +34,6 @@ from aiida_mlcampaign.formats.mlip2 import (
     train_command,
 )
 
-#: Written by the line appended after the run line; holds the executable's exit status.
-EXIT_STATUS_FILE = 'exit_status.txt'
-EXIT_STATUS_LINE = f'echo $? > {EXIT_STATUS_FILE}'
 
 
 # ----------------------------------------------------------------------------------------- validators
@@ -118,8 +115,9 @@ def _all(*validators):
 # ----------------------------------------------------------------------------------------- base
 
 
-class _MlipCalculation(CalcJob):
-    """What all mlip-2 / LAMMPS-mlip CalcJobs share: serial default resources, exit-status capture."""
+class _MlipCalculation(PluginCalcJob):
+    """What all mlip-2 / LAMMPS-mlip CalcJobs share: the potential input (one rank by default; mlp train may use
+    more with withmpi)."""
 
     _STDOUT = 'mlp.out'
     _STDERR = 'mlp.err'
@@ -128,39 +126,12 @@ class _MlipCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.resources', valid_type=dict,
-                   default={'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-                   help='One rank by default; mlp train may use more (set withmpi too).')
-        spec.input('metadata.options.withmpi', valid_type=bool, default=False,
-                   help='Run through the computer\'s mpirun; needed for more than one rank.')
         spec.input('potential', valid_type=MtpPotentialData,
                    help='The MTP (mlip-2 layout); its species order fixes the cfg type indices.')
-        spec.output('exit_status', valid_type=orm.Int, required=False,
-                    help='Exit status of the executable, when the job script recorded it.')
-        spec.exit_code(300, 'ERROR_MISSING_STDOUT', message='The executable wrote no standard output.')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The run did not write {filename}{detail}.')
-        spec.exit_code(310, 'ERROR_UNREADABLE_STDOUT', message='The standard output is incomplete: {detail}')
-        spec.exit_code(311, 'ERROR_UNREADABLE_OUTPUT', message='{filename} cannot be read: {detail}')
-        spec.exit_code(312, 'ERROR_FRAME_MISMATCH', message='{filename} does not match the input frames: {detail}')
-        spec.exit_code(320, 'ERROR_NONZERO_EXIT_STATUS',
-                       message='The executable exited with status {status}{detail}.')
 
     def _write_potential(self, folder):
         with folder.open(self._POTENTIAL, 'w') as handle:
             handle.write(self.inputs.potential.get_content())
-
-    def _calcinfo(self, arguments: list[str], retrieve: list) -> CalcInfo:
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = list(arguments)
-        codeinfo.stdout_name = self._STDOUT
-        codeinfo.stderr_name = self._STDERR
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        # Right after the run line (metadata.options.append_text would come first; see the LAMMPS validator).
-        calcinfo.append_text = EXIT_STATUS_LINE
-        calcinfo.retrieve_list = [self._STDOUT, self._STDERR, EXIT_STATUS_FILE, *retrieve]
-        return calcinfo
 
 
 def _mlp_arguments(command: list[str]) -> list[str]:
@@ -178,12 +149,11 @@ class MlpTrainCalculation(_MlipCalculation):
     _TRAINING = 'training.cfg'
     _VALIDATION = 'validation.cfg'
     _TRAINED = 'trained.mtp'
+    _DEFAULT_PARSER = 'mlcampaign.mlp.train'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.mlp.train',
-                   help='The parser of this CalcJob.')
         spec.input('training_set', valid_type=TrainingSetData, validator=_labelled('training_set'),
                    help='Labelled frames to fit; written as training.cfg in the potential\'s species order.')
         spec.input('validation_set', valid_type=TrainingSetData, required=False,
@@ -200,9 +170,6 @@ class MlpTrainCalculation(_MlipCalculation):
                     help='VALIDATION ERRORS report, with validation_set.')
         spec.output('summary', valid_type=orm.Dict,
                     help='bfgs_iterations, final_loss, max_iter, reached_max_iter, pretraining, mindist.')
-        spec.exit_code(350, 'ERROR_BAD_POTENTIAL_FILE', message='The potential mlp wrote is not usable: {detail}')
-        spec.exit_code(410, 'ERROR_TRAINING_NOT_CONVERGED',
-                       message='BFGS used all {max_iter} iterations; the potential is returned but not converged.')
         spec.default_output_node = 'training_errors'
 
     def prepare_for_submission(self, folder):
@@ -226,12 +193,11 @@ class MlpCalcEfsCalculation(_MlipCalculation):
 
     _FRAMES = 'frames.cfg'
     _PREDICTIONS = 'predictions.cfg'
+    _DEFAULT_PARSER = 'mlcampaign.mlp.calc_efs'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.mlp.calc_efs',
-                   help='The parser of this CalcJob.')
         spec.inputs['potential'].validator = _trained
         spec.input('frames', valid_type=TrainingSetData, help='Frames to evaluate (labels optional, ignored).')
         spec.inputs.validator = _species_within('frames')
@@ -249,12 +215,11 @@ class MlpCalcErrorsCalculation(_MlipCalculation):
     """``mlp calc-errors``: error report of the potential against labelled frames."""
 
     _FRAMES = 'frames.cfg'
+    _DEFAULT_PARSER = 'mlcampaign.mlp.calc_errors'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.mlp.calc_errors',
-                   help='The parser of this CalcJob.')
         spec.inputs['potential'].validator = _trained
         spec.input('frames', valid_type=TrainingSetData, validator=_labelled('frames'),
                    help='Labelled frames to compare against.')
@@ -280,12 +245,11 @@ class MlpCalcGradeCalculation(_MlipCalculation):
     _FRAMES = 'frames.cfg'
     _GRADED = 'graded.cfg'
     _STATE = 'state.als'
+    _DEFAULT_PARSER = 'mlcampaign.mlp.calc_grade'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.mlp.calc_grade',
-                   help='The parser of this CalcJob.')
         spec.inputs['potential'].validator = _trained
         spec.input('training_set', valid_type=TrainingSetData,
                    help='Frames the active set is selected from (labels not needed).')
@@ -325,12 +289,11 @@ class MlpSelectAddCalculation(_MlipCalculation):
     _DIFF = 'diff.cfg'
     _SELECTED = 'selected.cfg'
     _STATE = 'state.als'
+    _DEFAULT_PARSER = 'mlcampaign.mlp.select_add'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.mlp.select_add',
-                   help='The parser of this CalcJob.')
         spec.inputs['potential'].validator = _trained
         spec.input('training_set', valid_type=TrainingSetData, help='The current training set (labels not needed).')
         spec.input('candidates', valid_type=TrainingSetData,
@@ -412,12 +375,11 @@ class LammpsMlipExploreCalculation(_MlipCalculation):
     _STATE = 'state.als'
     _PRESELECTED = 'preselected.cfg'
     _LOG = 'log.lammps'
+    _DEFAULT_PARSER = 'mlcampaign.lammps.mlip_explore'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.lammps.mlip_explore',
-                   help='The parser of this CalcJob.')
         spec.inputs['potential'].validator = _trained
         spec.input('structure', valid_type=orm.StructureData, help='Starting structure (3-D periodic).')
         spec.input('parameters', valid_type=orm.Dict, validator=_validate_parameters,
@@ -433,11 +395,9 @@ class LammpsMlipExploreCalculation(_MlipCalculation):
                     help='Frames mlip saved as extrapolative, unlabelled (their MTP labels are not reference data).')
         spec.output('grades', valid_type=orm.ArrayData, required=False,
                     help='Array mv_grade of the preselected frames.')
-        spec.exit_code(321, 'ERROR_MLIP_INIT_FAILED',
+        spec.exit_code(312, 'ERROR_MLIP_INIT_FAILED', invalidates_cache=True,
                        message='LAMMPS exited with status 7: the mlip interface failed to initialise '
                                '(mlip.ini, potential or state.als){detail}.')
-        spec.exit_code(322, 'ERROR_INCOMPLETE_RUN',
-                       message='log.lammps ends before the run finished and no extrapolation stop was reported.')
         spec.default_output_node = 'summary'
 
     def prepare_for_submission(self, folder):

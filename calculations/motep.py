@@ -9,9 +9,8 @@ reads the result back, repairing motep 0.2.0's non-standard ``.mtp`` layout.
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
-from aiida.engine import CalcJob
 
+from aiida_mlcampaign.calculations.base import PluginCalcJob
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.motep import check_train_settings, evaluate_toml, train_toml
@@ -40,8 +39,8 @@ def _validate_unlabelled(value, _):
         return 'training_set: every frame needs an energy and forces to train on'
 
 
-class _MotepCalculation(CalcJob):
-    """Inputs and options the motep CalcJobs share."""
+class _MotepCalculation(PluginCalcJob):
+    """Inputs the motep CalcJobs share. motep runs serially by default (one core); MPI needs mpi4py."""
 
     _STDOUT = 'motep.out'
     _SETTINGS = 'motep.toml'
@@ -49,34 +48,18 @@ class _MotepCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.resources', valid_type=dict,
-                   default={'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-                   help='motep runs serially here (one core); MPI use needs mpi4py on the computer.')
-        spec.input('metadata.options.withmpi', valid_type=bool, default=False, help='Run without mpirun.')
         spec.input('potential', valid_type=MtpPotentialData, help='The MTP: a template to train, or a trained one.')
-        spec.exit_code(300, 'ERROR_MISSING_STDOUT', message='motep wrote no standard output.')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='motep did not write {filename}.')
-        spec.exit_code(310, 'ERROR_UNREADABLE_STDOUT', message='motep output holds no error table: {detail}')
-        spec.exit_code(350, 'ERROR_BAD_POTENTIAL_FILE', message='The potential motep wrote is not usable: {detail}')
-
-    def _codeinfo(self, command: str) -> CodeInfo:
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [command, self._SETTINGS]
-        codeinfo.stdout_name = self._STDOUT
-        return codeinfo
 
 
 class MotepTrainCalculation(_MotepCalculation):
     """``motep train``: fit an MTP to a ``TrainingSetData`` (Level2MTP -> LLS -> BFGS -> LLS)."""
 
     _FINAL = 'final.mtp'
+    _DEFAULT_PARSER = 'mlcampaign.motep.train'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.motep.train',
-                   help='The parser of this CalcJob.')
         spec.input('training_set', valid_type=TrainingSetData, validator=_validate_unlabelled,
                    help='Labelled frames to fit; written as training.cfg in the potential\'s species order.')
         spec.input('settings', valid_type=orm.Dict, required=False, validator=_validate_train_settings,
@@ -85,8 +68,6 @@ class MotepTrainCalculation(_MotepCalculation):
         spec.output('potential', valid_type=MtpPotentialData, help='The trained MTP in mlip-2 layout.')
         spec.output('training_errors', valid_type=orm.Dict,
                     help='Errors on the training set: energy (eV, eV/atom), forces (eV/Å), stress (GPa).')
-        spec.exit_code(410, 'ERROR_TRAINING_NOT_CONVERGED',
-                       message='BFGS used all {maxiter} iterations; the potential is returned but not converged.')
         spec.default_output_node = 'training_errors'
 
     def prepare_for_submission(self, folder):
@@ -97,22 +78,18 @@ class MotepTrainCalculation(_MotepCalculation):
             handle.write(potential.get_content())
         with folder.open(self._SETTINGS, 'w') as handle:
             handle.write(train_toml(potential.species, settings))
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [self._codeinfo('train')]
-        calcinfo.retrieve_list = [self._STDOUT, self._FINAL]
-        return calcinfo
+        return self._calcinfo(['train', self._SETTINGS], [self._FINAL])
 
 
 class MotepEvaluateCalculation(_MotepCalculation):
     """``motep evaluate``: energies, forces and stresses of a potential on frames, and errors if labelled."""
 
     _PREDICTIONS = 'predictions.cfg'
+    _DEFAULT_PARSER = 'mlcampaign.motep.evaluate'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.motep.evaluate',
-                   help='The parser of this CalcJob.')
         spec.input('frames', valid_type=TrainingSetData, help='Frames to evaluate (labels optional).')
         spec.output('predictions', valid_type=TrainingSetData, help='The frames with the MTP\'s labels.')
         spec.output('errors', valid_type=orm.Dict, required=False,
@@ -126,10 +103,7 @@ class MotepEvaluateCalculation(_MotepCalculation):
             handle.write(potential.get_content())
         with folder.open(self._SETTINGS, 'w') as handle:
             handle.write(evaluate_toml(potential.species, final=self._PREDICTIONS))
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [self._codeinfo('evaluate')]
-        calcinfo.retrieve_list = [self._STDOUT, self._PREDICTIONS]
-        return calcinfo
+        return self._calcinfo(['evaluate', self._SETTINGS], [self._PREDICTIONS])
 
 
 def _validate_frames_species(inputs, _):

@@ -25,7 +25,6 @@ import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
 
 from aiida_mlcampaign.calculations.gpu import GpuCalcJob, validate_gpu_options
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
@@ -288,19 +287,11 @@ class NepTrainCalculation(GpuCalcJob):
     _MODEL = 'nep.txt'
     _RESTART = 'nep.restart'
     _LOSS = 'loss.out'
+    _DEFAULT_PARSER = 'mlcampaign.nep.train'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('metadata.options.resources', valid_type=dict, default={'num_machines': 1,
-                                                                           'num_mpiprocs_per_machine': 1},
-                   help='One process on one machine: nep uses every GPU visible to it (request them with gpus, '
-                        'limit them with metadata.options.cuda_visible_devices), it is not an MPI program. neppo '
-                        'on a CPU uses num_cores_per_mpiproc threads when given (else every core).')
-        spec.input('metadata.options.withmpi', valid_type=bool, default=False,
-                   help='nep and neppo are never run with mpirun.')
-        spec.input('metadata.options.parser_name', valid_type=str, default='mlcampaign.nep.train',
-                   help='The parser of this CalcJob.')
         spec.input('metadata.options.input_filename', valid_type=str, default=cls._INPUT,
                    help='nep and neppo read nep.in from the working directory (fixed name).')
         spec.input('metadata.options.output_filename', valid_type=str, default=cls._STDOUT,
@@ -362,15 +353,6 @@ class NepTrainCalculation(GpuCalcJob):
                          'batches, row order of the train parity files, the settings the engine ran with.')
         spec.default_output_node = 'output_parameters'
 
-        spec.exit_code(300, 'ERROR_MISSING_STDOUT',
-                       message='Nothing was retrieved or the engine wrote no standard output ({filename}).')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The engine did not write {filename}.')
-        spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='{filename} cannot be read: {detail}')
-        spec.exit_code(310, 'ERROR_INPUT_REFUSED', message='The engine refused its input: {message}')
-        spec.exit_code(400, 'ERROR_NOT_FINISHED',
-                       message='Training stopped before its end (walltime or node failure); the last model written '
-                               'is attached as potential, and the restart output when GPUMD\'s nep wrote one, so the '
-                               'run can be resumed (neppo cannot resume).')
         spec.exit_code(500, 'ERROR_NAN_LOSS', message='loss.out holds NaN from generation {generation}: the fit '
                                                       'diverged.')
         spec.exit_code(501, 'ERROR_COLLAPSED_MODEL',
@@ -400,21 +382,14 @@ class NepTrainCalculation(GpuCalcJob):
                                (self.inputs.foundation_restart, _FOUNDATION_RESTART)):
                 local_copy_list.append((node.uuid, node.filename, name))
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = []
+        arguments = []
         if nep_engine(self.inputs.code) == 'neppo':
-            codeinfo.cmdline_params = ['train', '.', '--device', 'cuda' if 'gpus' in self.inputs else 'cpu']
-        codeinfo.stdout_name = self.metadata.options.output_filename
-        codeinfo.stderr_name = self._STDERR
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
+            arguments = ['train', '.', '--device', 'cuda' if 'gpus' in self.inputs else 'cpu']
+        retrieve = [self._LOSS, self._RESTART, '*_train.out', '*_test.out']
+        if 'potential' not in self.inputs:
+            retrieve.append(self._MODEL)
+        calcinfo = self._calcinfo(arguments, retrieve, stdout=self.metadata.options.output_filename)
         calcinfo.local_copy_list = local_copy_list
         # The frames are already stored in the TrainingSetData nodes (possibly GBs): no second copy in the repository.
         calcinfo.provenance_exclude_list = written
-        calcinfo.retrieve_list = [self.metadata.options.output_filename, self._STDERR, self._LOSS, self._RESTART,
-                                  '*_train.out', '*_test.out']
-        if 'potential' not in self.inputs:
-            calcinfo.retrieve_list.append(self._MODEL)
         return self._export_visible_devices(calcinfo)

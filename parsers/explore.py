@@ -6,17 +6,17 @@ import json
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.extxyz import read_extxyz
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.exploration import ERROR_MARKER
+from aiida_mlcampaign.parsers.base import PluginParser
 
 __all__ = ('ExploreParser', 'MtpExploreParser', 'NepExploreParser')
 
 
-class ExploreParser(Parser):
+class ExploreParser(PluginParser):
     """Outputs ``statistics`` (the summary), and when there are candidates ``candidates`` (unlabelled
     ``TrainingSetData``, origin ``explore``, temperature per frame, ``source_uuid`` = this calculation)
     and ``grades`` (``ArrayData``: ``grades``, ``walkers``, ``steps``, ``temperatures``, ``seeds``,
@@ -31,35 +31,36 @@ class ExploreParser(Parser):
         process = self.node.process_class
         names = self.retrieved.base.repository.list_object_names()
 
+        self.exit_status()
         if process._STDOUT not in names:
-            return self.exit_codes.ERROR_DRIVER.format(detail=f'no standard output ({process._STDOUT})')
+            return self.exit('ERROR_MISSING_STDOUT', detail=f' ({process._STDOUT})')
         stdout = self.retrieved.base.repository.get_object_content(process._STDOUT)
         errors = [line for line in stdout.splitlines() if line.startswith(ERROR_MARKER)]
         if errors:
-            return self.exit_codes.ERROR_DRIVER.format(detail=errors[-1][len(ERROR_MARKER):].lstrip(': '))
+            return self.exit('ERROR_INPUT_REFUSED', detail=errors[-1][len(ERROR_MARKER):].lstrip(': '))
 
         if process._SUMMARY not in names:
             last = (stdout.strip().splitlines() or ['(empty)'])[-1]
-            return self.exit_codes.ERROR_MISSING_SUMMARY.format(
-                detail=f'file missing (killed or out of time?); last output line: {last}')
+            return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=process._SUMMARY,
+                             detail=f' (killed or out of time?); last output line: {last}')
         try:
             summary = json.loads(self.retrieved.base.repository.get_object_content(process._SUMMARY))
             totals = summary['totals']
             walkers = summary['walkers']
             expected = int(totals['candidates'])
         except (ValueError, KeyError, TypeError) as exception:
-            return self.exit_codes.ERROR_MISSING_SUMMARY.format(detail=f'unreadable: {exception}')
+            return self.exit('ERROR_UNREADABLE_OUTPUT', filename=process._SUMMARY, detail=str(exception))
 
         if process._CANDIDATES not in names:
-            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(detail='file missing')
+            return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=process._CANDIDATES)
         try:
             with self.retrieved.base.repository.open(process._CANDIDATES) as handle:
                 frames = list(read_extxyz(handle))
         except FormatError as exception:
-            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(detail=str(exception))
+            return self.exit('ERROR_UNREADABLE_OUTPUT', filename=process._CANDIDATES, detail=str(exception))
         if len(frames) != expected:
-            return self.exit_codes.ERROR_MISSING_CANDIDATES.format(
-                detail=f'{len(frames)} frames, but the summary counts {expected}')
+            return self.exit('ERROR_OUTPUT_MISMATCH', filename=process._CANDIDATES,
+                             detail=f'{len(frames)} frames, but the summary counts {expected}')
 
         self.out('statistics', orm.Dict(summary))
         if frames:
@@ -68,8 +69,8 @@ class ExploreParser(Parser):
             for index, frame in enumerate(frames):
                 missing = [key for key in columns if key not in frame.info]
                 if missing:
-                    return self.exit_codes.ERROR_MISSING_CANDIDATES.format(
-                        detail=f'frame {index} lacks the info key(s) {missing}')
+                    return self.exit('ERROR_UNREADABLE_OUTPUT', filename=process._CANDIDATES,
+                                     detail=f'frame {index} lacks the info key(s) {missing}')
                 for key, values in columns.items():
                     values.append(frame.info[key])
                 frame.info = {'origin': 'explore', 'temperature': frame.info.get('temperature'),

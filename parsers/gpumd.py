@@ -2,7 +2,8 @@
 
 Every output file the run wrote becomes a node even when the job stopped early, so a stopped job still gives its
 thermo and its last restart; the exit code then says why it stopped. Order of precedence: input error (310),
-blow-up (500), walltime (400), any other early end (401), missing thermo.out (301), unreadable output (302).
+blow-up (500), walltime (aiida-core's ERROR_SCHEDULER_OUT_OF_WALLTIME, 120), any other early end (400), missing
+thermo.out (301), unreadable output (302).
 ``restart.xyz`` and dump files come through the temporary retrieve list, so a multi-GB trajectory is copied once,
 straight into the repository, and is never read into memory (its frames are counted by streaming).
 """
@@ -16,20 +17,17 @@ import re
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_mlcampaign.calculations.gpumd import dump_files, gpumd_legacy, stages_of
 from aiida_mlcampaign.formats import gpumd as readers
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.gpumd import OUTPUT_FILES, array_node_content, iter_dump_xyz, read_gpumd_stdout
 from aiida_mlcampaign.formats.gpumd_model import read_model_header
+from aiida_mlcampaign.parsers.base import PluginParser
 from aiida_mlcampaign.formats.gpumd_run import (
     restart_point, run_progress, run_stage_indices, stage_time_steps, target_temperatures, thermo_schedule,
 )
 
-#: Exit statuses aiida-core's scheduler parsers set before the parser runs.
-_SCHEDULER_WALLTIME = 120
-_SCHEDULER_NODE_FAILURE = 140
 
 
 def reader_array_node(result: dict) -> orm.ArrayData:
@@ -62,15 +60,16 @@ def count_frames(path) -> tuple[int, str | None]:
     return count, None
 
 
-class GpumdParser(Parser):
+class GpumdParser(PluginParser):
     """Reads gpumd's stdout/stderr, thermo.out and every compute_* output, the restart.xyz and the dump files."""
 
     def parse(self, **kwargs):
         calculation = self.node.process_class
         names = set(self.retrieved.base.repository.list_object_names())
         temporary = kwargs.get('retrieved_temporary_folder')
+        self.exit_status()
         if calculation._STDOUT not in names:
-            return self.exit_codes.ERROR_NO_STDOUT
+            return self.exit('ERROR_MISSING_STDOUT')
         text = self.retrieved.base.repository.get_object_content(calculation._STDOUT)
         if calculation._STDERR in names:
             text += '\n' + self.retrieved.base.repository.get_object_content(calculation._STDERR)
@@ -78,7 +77,7 @@ class GpumdParser(Parser):
         input_errors = [e for e in info['errors'] if e['kind'] == 'Input Error']
         if input_errors:
             error = input_errors[0]
-            return self.exit_codes.ERROR_INPUT.format(detail=f'{error["text"]} ({error["file"]}, line {error["line"]})')
+            return self.exit('ERROR_INPUT_REFUSED', detail=f'{error["text"]} ({error["file"]}, line {error["line"]})')
 
         inputs = self.node.inputs
         stages = stages_of(inputs, gpumd_legacy(inputs))
@@ -114,16 +113,19 @@ class GpumdParser(Parser):
 
         if blowup:
             return self.exit_codes.ERROR_BLOWUP.format(detail=blowup)
-        if self.node.exit_status == _SCHEDULER_WALLTIME:
+        # The scheduler's verdict, set by aiida-core before the parser runs, compared by aiida-core's own labels.
+        scheduler = self.node.exit_status
+        if scheduler == self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status:
             return self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME
-        if not info['finished'] or self.node.exit_status == _SCHEDULER_NODE_FAILURE:
+        if not info['finished'] or scheduler == self.exit_codes.ERROR_SCHEDULER_NODE_FAILURE.status:
             done = f'{progress["runs_finished"]} of {progress["runs_total"]} runs finished'
             other = [f'{e["kind"]}: {e["text"]}' for e in info['errors']]
-            return self.exit_codes.ERROR_NOT_FINISHED.format(detail='; '.join([done, *other]))
+            return self.exit('ERROR_NOT_FINISHED', detail=': ' + '; '.join([done, *other]))
         if thermo is None and any('dump_thermo' in s for s in stages) and 'thermo.out' not in names:
-            return self.exit_codes.ERROR_MISSING_THERMO
+            return self.exit('ERROR_MISSING_OUTPUT_FILE', filename='thermo.out',
+                             detail=' although run.in asks for dump_thermo')
         if problems:
-            return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(detail='; '.join(problems))
+            return self.exit('ERROR_UNREADABLE_OUTPUT', filename='output files', detail='; '.join(problems))
         return None
 
     # ------------------------------------------------------------------------------------------------ files

@@ -10,7 +10,6 @@ import io
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -26,44 +25,20 @@ from aiida_mlcampaign.formats.mlip2 import (
     read_train_log,
 )
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
+from aiida_mlcampaign.parsers.base import PluginParser
 
 #: Å; mlp writes 6 decimals, so a frame it echoes differs from its input by at most 5e-7 Å per coordinate.
 GEOMETRY_TOLERANCE = 1e-4
-EXIT_STATUS_FILE = 'exit_status.txt'
 
 
-class _MlipParser(Parser):
-    """Retrieved-file access and the exit status recorded by the job script."""
-
-    def _names(self) -> list[str]:
-        return self.retrieved.base.repository.list_object_names()
-
-    def _has(self, name: str) -> bool:
-        return name in self._names()
-
-    def _text(self, name: str) -> str | None:
-        return self.retrieved.base.repository.get_object_content(name) if self._has(name) else None
-
-    def _bytes(self, name: str) -> bytes:
-        return self.retrieved.base.repository.get_object_content(name, mode='rb')
-
-    def _exit_status(self) -> int | None:
-        """The executable's exit status, None when not recorded (or when a user append_text ran before the capture)."""
-        text = self._text(EXIT_STATUS_FILE)
-        if text is None or self.node.get_option('append_text'):
-            return None
-        try:
-            status = int(text.strip())
-        except ValueError:
-            return None
-        self.out('exit_status', orm.Int(status))
-        return status
+class _MlipParser(PluginParser):
+    """Failure messages with the executable's last words, cfg frames read back in the potential's order."""
 
     def _failure(self, status: int | None, filename: str):
         """The exit code for a missing ``filename``: a non-zero exit status explains it best."""
         if status:
-            return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=self._last_words())
-        return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename, detail='')
+            return self.exit('ERROR_NONZERO_EXIT_STATUS', status=status, detail=self._last_words())
+        return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=filename, detail='')
 
     def _last_words(self) -> str:
         process = self.node.process_class
@@ -79,7 +54,7 @@ class _MlipParser(Parser):
         name = self.node.process_class._STDOUT
         text = self._text(name)
         if text is None:
-            return None, self.exit_codes.ERROR_MISSING_STDOUT
+            return None, self.exit('ERROR_MISSING_STDOUT')
         return text, None
 
     def _read_frames(self, name: str):
@@ -89,7 +64,7 @@ class _MlipParser(Parser):
             with self.retrieved.base.repository.open(name) as handle:
                 return list(read_cfg(handle, species)), None
         except (FormatError, ValueError) as exception:
-            return None, self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=name, detail=str(exception))
+            return None, self.exit('ERROR_UNREADABLE_OUTPUT', filename=name, detail=str(exception))
 
     def _state(self, name: str):
         """The ``.als`` file as a SinglefileData (mixed text/binary, stored byte for byte)."""
@@ -121,7 +96,7 @@ class MlpTrainParser(_MlipParser):
     """``trained.mtp`` -> MtpPotentialData with the TRAIN ERRORS report; 410 when BFGS hit --max-iter."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         text, exit_code = self._stdout()
         if exit_code:
             return exit_code
@@ -129,12 +104,11 @@ class MlpTrainParser(_MlipParser):
         try:
             log = read_train_log(text, max_iter=options.get('max_iter', 1000))
         except ValueError as exception:
-            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail=str(exception))
+            return self.exit('ERROR_UNREADABLE_STDOUT', detail=str(exception))
         if not log['finished']:
             if status:
-                return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=self._last_words())
-            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(
-                detail='no TRAIN ERRORS report; the run did not finish')
+                return self.exit('ERROR_NONZERO_EXIT_STATUS', status=status, detail=self._last_words())
+            return self.exit('ERROR_UNREADABLE_STDOUT', detail='no TRAIN ERRORS report; the run did not finish')
         errors = log['train_errors']
         self.out('training_errors', orm.Dict(errors))
         if log['validation_errors'] is not None:
@@ -155,12 +129,12 @@ class MlpTrainParser(_MlipParser):
             potential = MtpPotentialData(content, species=self.node.inputs.potential.species,
                                          training_errors=errors, filename=name)
         except (FormatError, ValueError) as exception:
-            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail=str(exception))
+            return self.exit('ERROR_BAD_POTENTIAL_FILE', detail=str(exception))
         if not potential.is_trained:
-            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail='the file holds no coefficients')
+            return self.exit('ERROR_BAD_POTENTIAL_FILE', detail='the file holds no coefficients')
         self.out('potential', potential)
         if log['reached_max_iter']:
-            return self.exit_codes.ERROR_TRAINING_NOT_CONVERGED.format(max_iter=log['max_iter'])
+            return self.exit('ERROR_NOT_CONVERGED', max_iter=log['max_iter'])
         return None
 
 
@@ -171,7 +145,7 @@ class MlpCalcEfsParser(_MlipParser):
     """``predictions.cfg`` -> TrainingSetData with the MTP's labels and the input frames' exact geometry."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         name = self.node.process_class._PREDICTIONS
         if not self._has(name):
             return self._failure(status, name)
@@ -180,12 +154,12 @@ class MlpCalcEfsParser(_MlipParser):
             return exit_code
         reference = list(self.node.inputs.frames.iter_frames())
         if len(frames) != len(reference):
-            return self.exit_codes.ERROR_FRAME_MISMATCH.format(
-                filename=name, detail=f'{len(frames)} frames for {len(reference)} inputs')
+            return self.exit('ERROR_OUTPUT_MISMATCH',
+                             filename=name, detail=f'{len(frames)} frames for {len(reference)} inputs')
         predictions = []
         for index, (frame, original) in enumerate(zip(frames, reference)):
             if not _same_geometry(frame, original):
-                return self.exit_codes.ERROR_FRAME_MISMATCH.format(filename=name, detail=f'frame {index} differs')
+                return self.exit('ERROR_OUTPUT_MISMATCH', filename=name, detail=f'frame {index} differs')
             predictions.append(Frame(symbols=original.symbols, cell=original.cell, positions=original.positions,
                                      pbc=original.pbc, energy=frame.energy, forces=frame.forces, stress=frame.stress,
                                      weight=original.weight, info=_metadata(original.info)))
@@ -197,7 +171,7 @@ class MlpCalcErrorsParser(_MlipParser):
     """The error report ``mlp calc-errors`` prints -> Dict."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         text, exit_code = self._stdout()
         if exit_code:
             return exit_code
@@ -205,8 +179,8 @@ class MlpCalcErrorsParser(_MlipParser):
             errors = read_errors_report(text)
         except ValueError as exception:
             if status:
-                return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=self._last_words())
-            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail=str(exception))
+                return self.exit('ERROR_NONZERO_EXIT_STATUS', status=status, detail=self._last_words())
+            return self.exit('ERROR_UNREADABLE_STDOUT', detail=str(exception))
         self.out('errors', orm.Dict(errors))
         return None
 
@@ -219,7 +193,7 @@ class MlpCalcGradeParser(_MlipParser):
     ``state.als`` -> SinglefileData."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         process = self.node.process_class
         for name in (process._GRADED, process._STATE):
             if not self._has(name):
@@ -231,16 +205,16 @@ class MlpCalcGradeParser(_MlipParser):
         reference_node = inputs.frames if 'frames' in inputs else inputs.training_set
         reference = list(reference_node.iter_frames())
         if len(frames) != len(reference):
-            return self.exit_codes.ERROR_FRAME_MISMATCH.format(
-                filename=process._GRADED, detail=f'{len(frames)} frames for {len(reference)} inputs')
+            return self.exit('ERROR_OUTPUT_MISMATCH',
+                             filename=process._GRADED, detail=f'{len(frames)} frames for {len(reference)} inputs')
         grades = []
         for index, (frame, original) in enumerate(zip(frames, reference)):
             if not _same_geometry(frame, original):
-                return self.exit_codes.ERROR_FRAME_MISMATCH.format(filename=process._GRADED,
+                return self.exit('ERROR_OUTPUT_MISMATCH', filename=process._GRADED,
                                                                    detail=f'frame {index} differs')
             if 'mv_grade' not in frame.info:
-                return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
-                    filename=process._GRADED, detail=f'frame {index} has no MV_grade feature')
+                return self.exit('ERROR_UNREADABLE_OUTPUT',
+                                 filename=process._GRADED, detail=f'frame {index} has no MV_grade feature')
             grades.append(frame.info['mv_grade'])
         array = orm.ArrayData()
         array.set_array('mv_grade', np.array(grades, dtype=float))
@@ -258,7 +232,7 @@ class MlpSelectAddParser(_MlipParser):
     """``diff.cfg`` -> the selected candidates (unlabelled, for DFT), ``state.als``, and the counts."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         process = self.node.process_class
         text, exit_code = self._stdout()
         if exit_code:
@@ -267,8 +241,8 @@ class MlpSelectAddParser(_MlipParser):
             log = read_select_add_log(text)
         except ValueError as exception:
             if status:
-                return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=self._last_words())
-            return self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail=str(exception))
+                return self.exit('ERROR_NONZERO_EXIT_STATUS', status=status, detail=self._last_words())
+            return self.exit('ERROR_UNREADABLE_STDOUT', detail=str(exception))
         for name in (process._STATE, process._DIFF):
             if not self._has(name):
                 return self._failure(status, name)
@@ -281,8 +255,8 @@ class MlpSelectAddParser(_MlipParser):
             match = next((i for i, candidate in enumerate(candidates)
                           if i not in indices and _same_geometry(frame, candidate)), None)
             if match is None:
-                return self.exit_codes.ERROR_FRAME_MISMATCH.format(
-                    filename=process._DIFF, detail=f'selected frame {index} is none of the candidates')
+                return self.exit('ERROR_OUTPUT_MISMATCH',
+                                 filename=process._DIFF, detail=f'selected frame {index} is none of the candidates')
             indices.append(match)
         if indices:
             selected = [_unlabelled(candidates[i], _metadata(candidates[i].info)) for i in indices]
@@ -304,10 +278,10 @@ class LammpsMlipExploreParser(_MlipParser):
     message) -> ``stopped_on_extrapolation``: a successful exploration that found an extrapolative configuration."""
 
     def parse(self, **kwargs):
-        status = self._exit_status()
+        status = self.exit_status()
         process = self.node.process_class
         if status == EXIT_MLIP_INIT_FAILED:
-            return self.exit_codes.ERROR_MLIP_INIT_FAILED.format(detail=self._last_words())
+            return self.exit('ERROR_MLIP_INIT_FAILED', detail=self._last_words())
         log_text = self._text(process._LOG)
         if log_text is None:
             return self._failure(status, process._LOG)
@@ -318,9 +292,10 @@ class LammpsMlipExploreParser(_MlipParser):
         if not stopped:
             if status not in (0, None):
                 detail = f'; {log["errors"][-1]}' if log['errors'] else self._last_words()
-                return self.exit_codes.ERROR_NONZERO_EXIT_STATUS.format(status=status, detail=detail)
+                return self.exit('ERROR_NONZERO_EXIT_STATUS', status=status, detail=detail)
             if not log['completed']:
-                return self.exit_codes.ERROR_INCOMPLETE_RUN
+                return self.exit('ERROR_NOT_FINISHED', detail=': log.lammps ends before the run finished and no '
+                                 'extrapolation stop was reported')
 
         parameters = check_lammps_parameters(self.node.inputs.parameters.get_dict())
         frames, grades = [], []
@@ -333,8 +308,8 @@ class LammpsMlipExploreParser(_MlipParser):
         info = {'origin': 'mlip-preselected', 'source_uuid': self.node.uuid, 'temperature': parameters['temperature']}
         for index, frame in enumerate(frames):
             if 'mv_grade' not in frame.info:
-                return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
-                    filename=process._PRESELECTED, detail=f'frame {index} has no MV_grade feature')
+                return self.exit('ERROR_UNREADABLE_OUTPUT',
+                                 filename=process._PRESELECTED, detail=f'frame {index} has no MV_grade feature')
             grades.append(frame.info['mv_grade'])
         if stopped and not frames:
             self.logger.warning('mlip stopped on extrapolation but saved no preselected configuration')

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
 from aiida_mlcampaign.formats.motep import optimiser_iterations, read_motep_log
+from aiida_mlcampaign.parsers.base import PluginParser
 
 
-class _MotepParser(Parser):
+class _MotepParser(PluginParser):
     def _log(self):
-        retrieved = self.retrieved
-        name = self.node.process_class._STDOUT
-        if name not in retrieved.base.repository.list_object_names():
-            return None, self.exit_codes.ERROR_MISSING_STDOUT
+        self.exit_status()
+        text = self._text(self.node.process_class._STDOUT)
+        if text is None:
+            return None, self.exit('ERROR_MISSING_STDOUT')
         try:
-            return read_motep_log(retrieved.base.repository.get_object_content(name)), None
+            return read_motep_log(text), None
         except ValueError as exception:
-            return None, self.exit_codes.ERROR_UNREADABLE_STDOUT.format(detail=str(exception))
+            return None, self.exit('ERROR_UNREADABLE_STDOUT', detail=f'no error table: {exception}')
 
 
 class MotepTrainParser(_MotepParser):
@@ -34,20 +34,20 @@ class MotepTrainParser(_MotepParser):
         self.out('training_errors', orm.Dict(log['errors']))
         final = self.node.process_class._FINAL
         if final not in self.retrieved.base.repository.list_object_names():
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=final)
+            return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=final)
         try:
             potential = MtpPotentialData(
                 self.retrieved.base.repository.get_object_content(final),
                 species=self.node.inputs.potential.species, training_errors=log['errors'], filename='trained.mtp',
             )
         except (FormatError, ValueError) as exception:
-            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail=str(exception))
+            return self.exit('ERROR_BAD_POTENTIAL_FILE', detail=str(exception))
         if not potential.is_trained:
-            return self.exit_codes.ERROR_BAD_POTENTIAL_FILE.format(detail='the file holds no coefficients')
+            return self.exit('ERROR_BAD_POTENTIAL_FILE', detail='the file holds no coefficients')
         self.out('potential', potential)
         iterations = optimiser_iterations(log)
         if iterations and iterations[1] is not None and iterations[0] >= iterations[1]:
-            return self.exit_codes.ERROR_TRAINING_NOT_CONVERGED.format(maxiter=iterations[1])
+            return self.exit('ERROR_NOT_CONVERGED', max_iter=iterations[1])
         return None
 
 
@@ -59,10 +59,10 @@ class MotepEvaluateParser(_MotepParser):
         if exit_code is None and log is not None:
             self.out('errors', orm.Dict(log['errors']))
         elif exit_code is not None and exit_code.status == self.exit_codes.ERROR_MISSING_STDOUT.status:
-            return exit_code
+            return exit_code  # an unreadable error table is no reason to drop the predictions
         name = self.node.process_class._PREDICTIONS
         if name not in self.retrieved.base.repository.list_object_names():
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=name)
+            return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=name)
         species = self.node.inputs.potential.species
         with self.retrieved.base.repository.open(name) as handle:
             frames = list(read_cfg(handle, species))

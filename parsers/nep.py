@@ -11,14 +11,13 @@ import io
 
 import numpy as np
 from aiida import orm
-from aiida.common.exceptions import NotExistent
-from aiida.parsers import Parser
 
 from aiida_mlcampaign.calculations.nep import build_nep_in, nep_engine
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.frames import FormatError
 from aiida_mlcampaign.formats.nep import PARITY_RMSE_UNITS, parity_rmse, read_loss, read_nep_stdout, read_parity_set
 from aiida_mlcampaign.formats.neppo import read_neppo_stdout
+from aiida_mlcampaign.parsers.base import PluginParser
 
 __all__ = ('NepTrainParser',)
 
@@ -28,15 +27,11 @@ _PARITY_UNITS = {'energy': 'eV/atom', 'force': 'eV/Å', 'virial': 'eV/atom', 'st
                  'dipole': 'per atom, units of the targets', 'polarizability': 'per atom, units of the targets'}
 
 
-class NepTrainParser(Parser):
+class NepTrainParser(PluginParser):
     """Reads stdout/stderr, ``loss.out``, ``nep.txt``, ``nep.restart`` and the parity files of a nep/neppo run."""
 
     def parse(self, **kwargs):
-        try:
-            retrieved = self.retrieved
-        except NotExistent:
-            return self.exit_codes.ERROR_MISSING_STDOUT.format(filename='the retrieved folder')
-        self._names = set(retrieved.base.repository.list_object_names())
+        self.exit_status()
         calc = self.node.process_class
         stdout_name = self.node.get_option('output_filename') or calc._STDOUT
         stdout = self._text(stdout_name)
@@ -49,9 +44,9 @@ class NepTrainParser(Parser):
         if log['errors']:
             error = log['errors'][0]
             where = f' ({error["file"]}, line {error["line"]})' if error.get('file') else ''
-            return self.exit_codes.ERROR_INPUT_REFUSED.format(message=f'{error["kind"]}: {error["text"]}{where}')
+            return self.exit('ERROR_INPUT_REFUSED', detail=f'{error["kind"]}: {error["text"]}{where}')
         if stdout is None:
-            return self.exit_codes.ERROR_MISSING_STDOUT.format(filename=stdout_name)
+            return self.exit('ERROR_MISSING_STDOUT', detail=f' ({stdout_name})')
 
         settings = self._settings()
         prediction = bool(settings.get('prediction', 0))
@@ -81,7 +76,7 @@ class NepTrainParser(Parser):
 
         final_loss, nan_exit = None, None
         if not prediction:
-            if calc._RESTART in self._names:
+            if calc._RESTART in self._names():
                 self.out('restart', orm.SinglefileData(io.BytesIO(self._bytes(calc._RESTART)), filename=calc._RESTART))
             loss, exit_code = self._loss()
             if loss is not None:
@@ -91,15 +86,15 @@ class NepTrainParser(Parser):
                 final_loss = {name: _json_number(value) for name, value in zip(loss['columns'], loss['data'][-1])}
                 bad = ~np.isfinite(loss['data']).all(axis=1)
                 if bad.any():
-                    nan_exit = self.exit_codes.ERROR_NAN_LOSS.format(generation=int(generations[bad.argmax()]))
-            if calc._MODEL in self._names:
+                    nan_exit = self.exit('ERROR_NAN_LOSS', generation=int(generations[bad.argmax()]))
+            if calc._MODEL in self._names():
                 try:
                     self.out('potential', NepPotentialData(self._text(calc._MODEL), filename=calc._MODEL))
                 except (FormatError, ValueError) as error:
-                    exit_code = exit_code or self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
-                        filename=calc._MODEL, detail=str(error))
+                    exit_code = exit_code or self.exit('ERROR_UNREADABLE_OUTPUT', filename=calc._MODEL,
+                                                       detail=str(error))
             else:
-                exit_code = exit_code or self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=calc._MODEL)
+                exit_code = exit_code or self.exit('ERROR_MISSING_OUTPUT_FILE', filename=calc._MODEL)
 
         parity, errors, parity_exit = self._parity(settings, prediction)
         exit_code = exit_code or parity_exit
@@ -119,20 +114,14 @@ class NepTrainParser(Parser):
         if nan_exit is not None:
             return nan_exit
         if not log['finished']:
-            return self.exit_codes.ERROR_NOT_FINISHED
+            return self.exit('ERROR_NOT_FINISHED', detail=(
+                ': the last model written is the potential output, with the restart output when GPUMD\'s nep '
+                'wrote one, so the run can be resumed (neppo cannot resume)'))
         if not prediction and _collapsed(parity):
-            return self.exit_codes.ERROR_COLLAPSED_MODEL
+            return self.exit('ERROR_COLLAPSED_MODEL')
         return exit_code
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _bytes(self, name: str) -> bytes:
-        return self.retrieved.base.repository.get_object_content(name, mode='rb')
-
-    def _text(self, name: str) -> str | None:
-        if name not in self._names:
-            return None
-        return self._bytes(name).decode('utf-8', errors='replace')
-
     def _settings(self) -> dict:
         """The settings nep ran with (all defaults of the version filled in), rebuilt from the inputs as written."""
         try:
@@ -151,12 +140,12 @@ class NepTrainParser(Parser):
 
     def _loss(self):
         name = self.node.process_class._LOSS
-        if name not in self._names:
-            return None, self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=name)
+        if name not in self._names():
+            return None, self.exit('ERROR_MISSING_OUTPUT_FILE', filename=name)
         try:
             loss = read_loss(io.StringIO(self._text(name)))
         except FormatError as error:
-            return None, self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=name, detail=str(error))
+            return None, self.exit('ERROR_UNREADABLE_OUTPUT', filename=name, detail=str(error))
         array = orm.ArrayData()
         for column, values in zip(loss['columns'], loss['data'].T):
             array.set_array(column, values)
@@ -177,7 +166,7 @@ class NepTrainParser(Parser):
             texts = {f'{kind}_{split}.out': self._text(f'{kind}_{split}.out') for kind in _PARITY_KINDS}
             if not any(texts.values()):
                 if split == 'train' and prediction:
-                    exit_code = exit_code or self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='energy_train.out')
+                    exit_code = exit_code or self.exit('ERROR_MISSING_OUTPUT_FILE', filename='energy_train.out')
                 continue
             frames = inputs[port] if port in inputs else None
             frame_data = {}
@@ -189,7 +178,7 @@ class NepTrainParser(Parser):
                 result = read_parity_set(texts, split, batch_size=batch, prediction=prediction, **frame_data)
             except FormatError as error:
                 names = ', '.join(name for name, text in texts.items() if text)
-                exit_code = exit_code or self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=names,
+                exit_code = exit_code or self.exit('ERROR_UNREADABLE_OUTPUT', filename=names,
                                                                                          detail=str(error))
                 continue
             order[split] = result['order']

@@ -35,6 +35,7 @@ from aiida_mlcampaign.workchains.al_family import (
     CONTRACT_INPUTS,
     available_families,
     evaluation_errors,
+    given,
     launch_evaluation,
 )
 from aiida_mlcampaign.workchains.crash_safe import CrashSafeSteps
@@ -56,28 +57,19 @@ def _positive(name, kind=float):
     return validator
 
 
-def _given(inputs, name) -> bool:
-    value = inputs.get(name)
-    if value is None:
-        return False
-    if isinstance(value, dict):  # an exposed namespace: only metadata defaults do not count as given
-        return any(key != 'metadata' for key in value)
-    return True
-
-
 def family_of(inputs) -> str | None:
     """The family whose namespace is given (None unless exactly one is)."""
-    given = [name for name in available_families() if _given(inputs, name)]
-    return given[0] if len(given) == 1 else None
+    chosen = [name for name in available_families() if given(inputs, name)]
+    return chosen[0] if len(chosen) == 1 else None
 
 
 def validate_inputs(inputs, _):
     families = available_families()
-    given = [name for name in families if _given(inputs, name)]
-    if len(given) != 1:
+    chosen = [name for name in families if given(inputs, name)]
+    if len(chosen) != 1:
         return (f'{", ".join(families)}: give the inputs of exactly one potential family, got '
-                f'{", ".join(given) if given else "none"}')
-    family = given[0]
+                f'{", ".join(chosen) if chosen else "none"}')
+    family = chosen[0]
     validator = families[family].spec().inputs.validator
     if validator is not None:  # again, now with the contract's inputs the loop gives the family
         values = {**inputs[family], **{key: inputs[key] for key in CONTRACT_INPUTS if key in inputs}}
@@ -242,8 +234,10 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
         node = self.ctx.iterated
         if not node.is_finished_ok:
             self.report(f'{self.ctx.family} iteration {self.ctx.iteration} failed: {node.exit_message}')
-            code = {410: 'ERROR_TRAINING_FAILED', 440: 'ERROR_EVALUATION_FAILED'}.get(node.exit_status,
-                                                                                'ERROR_EXPLORATION_FAILED')
+            # the family's failure by its label (the contract's codes), else an exploration failure
+            labels = {self._family.exit_codes[name].status: name
+                      for name in ('ERROR_TRAINING_FAILED', 'ERROR_EVALUATION_FAILED')}
+            code = labels.get(node.exit_status, 'ERROR_EXPLORATION_FAILED')
             return self.exit_codes[code].format(iteration=self.ctx.iteration)
         outputs = node.outputs
         self.ctx.potential = outputs.potential

@@ -55,6 +55,16 @@ def available_families() -> dict[str, type]:
     return dict(sorted(families.items()))
 
 
+def given(inputs, name) -> bool:
+    """Whether ``name`` was given: an exposed namespace holding only metadata defaults was not."""
+    value = inputs.get(name)
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return any(key != 'metadata' for key in value)
+    return True
+
+
 def launch_evaluation(caller, process, inputs: dict):
     """Run a family's evaluation under ``caller`` (a ``CrashSafeSteps`` work chain): a calcfunction runs at once
     and its outputs come back as a dict; a calculation or work chain is submitted and its node comes back."""
@@ -142,8 +152,44 @@ class ActiveLearningIterationWorkChain(CrashSafeSteps, PluginProtocolMixin, Work
         ``structures`` at ``temperatures`` (K; the protocol's when None)."""
         raise NotImplementedError(f'{cls.__name__}: this family has no protocols')
 
+    @staticmethod
+    def fill_train_and_explore(namespace, inputs: dict, codes: dict, structures: dict, temperatures=None) -> None:
+        """The part of :meth:`fill_from_protocol` that families with ``train`` and ``explore`` namespaces (the
+        exploration driver's) share: codes, the protocol's ``train`` settings and ``explore`` parameters."""
+        namespace.train.code = codes['train']
+        namespace.train.settings = orm.Dict(inputs['train'])
+        namespace.explore.code = codes['explore']
+        namespace.explore.structures = structures
+        explore = dict(inputs['explore'])
+        if temperatures is not None:
+            explore['temperatures'] = [float(t) for t in temperatures]
+        namespace.explore.parameters = orm.Dict(explore)
+
     def _label(self, step: str) -> str:
         return f'iteration_{self.inputs.iteration.value:02d}_{step}'
+
+    def take_exploration(self, node) -> None:
+        """The outputs of an exploration-driver calculation (``mlcampaign.mtp.explore`` / ``.nep.explore``):
+        its record, its candidates, and the statistics they give."""
+        self.out('exploration', node.outputs.statistics)
+        totals = node.outputs.statistics.get_dict()
+        totals = totals.get('totals', totals)
+        self.ctx.candidates = node.outputs.candidates if 'candidates' in node.outputs else None
+        if self.ctx.candidates is not None:
+            self.out('candidates', self.ctx.candidates)
+        self.ctx.statistics.update(
+            candidate_fraction=float(totals.get('candidate_fraction') or 0.0),
+            explored_frames=int(totals.get('graded', 0)),
+            candidates=0 if self.ctx.candidates is None else self.ctx.candidates.num_frames, selected=0)
+
+    def has_candidates(self):
+        return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
+
+    def take_test_errors(self, result) -> None:
+        """``statistics.test_*`` from what :meth:`evaluate` gave for the test set (None where it failed)."""
+        errors = evaluation_errors(result) or {}
+        self.ctx.statistics.update(test_force_rmse=errors.get('forces_rmse'),
+                                   test_energy_rmse_per_atom=errors.get('energy_per_atom_rmse'))
 
     def evaluate(self, potential, frames, step: str):
         """Launch :meth:`get_evaluation` under ``step``'s label (see :func:`launch_evaluation`)."""

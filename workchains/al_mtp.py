@@ -18,7 +18,6 @@ from aiida_mlcampaign.calculations.selection import select_for_labelling
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.workchains.al_family import (
     ActiveLearningIterationWorkChain,
-    evaluation_errors,
     shortest_distance,
     species_of,
 )
@@ -88,14 +87,7 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
         namespace.potential = MtpPotentialData.from_template(
             inputs['level'], species_of(training_set, structures.values()), min_dist=min_dist,
             max_dist=inputs['max_dist'])
-        namespace.train.code = codes['train']
-        namespace.train.settings = orm.Dict(inputs['train'])
-        namespace.explore.code = codes['explore']
-        namespace.explore.structures = structures
-        explore = dict(inputs['explore'])
-        if temperatures is not None:
-            explore['temperatures'] = [float(t) for t in temperatures]
-        namespace.explore.parameters = orm.Dict(explore)
+        cls.fill_train_and_explore(namespace, inputs, codes, structures, temperatures)
         namespace.select_add_threshold = orm.Float(inputs['select_add_threshold'])
 
     def train(self):
@@ -133,23 +125,9 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
         node = self.ctx.explored
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(why=f'exit status {node.exit_status}')
-        self.out('exploration', node.outputs.statistics)
-        totals = node.outputs.statistics.get_dict()
-        totals = totals.get('totals', totals)
-        self.ctx.candidates = node.outputs.candidates if 'candidates' in node.outputs else None
-        if self.ctx.candidates is not None:
-            self.out('candidates', self.ctx.candidates)
-        self.ctx.statistics.update(
-            candidate_fraction=float(totals.get('candidate_fraction') or 0.0),
-            explored_frames=int(totals.get('graded', 0)),
-            candidates=0 if self.ctx.candidates is None else self.ctx.candidates.num_frames, selected=0)
+        self.take_exploration(node)
         if 'tested' in self.ctx:
-            errors = evaluation_errors(self.ctx.tested) or {}
-            self.ctx.statistics.update(test_force_rmse=errors.get('forces_rmse'),
-                                       test_energy_rmse_per_atom=errors.get('energy_per_atom_rmse'))
-
-    def has_candidates(self):
-        return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
+            self.take_test_errors(self.ctx.tested)
 
     def select(self):
         outputs = self.run_once(

@@ -20,21 +20,16 @@ from aiida_mlcampaign.calculations.nep import NepTrainCalculation, nep_engine
 from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep, select_by_committee
 from aiida_mlcampaign.calculations.training_set import candidates_from_trajectory
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
-from aiida_mlcampaign.workchains.al_family import ActiveLearningIterationWorkChain, evaluation_errors, species_of
+from aiida_mlcampaign.workchains.al_family import (
+    ActiveLearningIterationWorkChain,
+    given,
+    species_of,
+)
 from aiida_mlcampaign.workchains.gpumd_base import GpumdBaseWorkChain
 
 #: Family nep explores either on the CPU (explore, window in its parameters) or with GPUMD (gpumd, window in
 #: trust_window): exactly one of the two.
 EXPLORERS = ('explore', 'gpumd')
-
-
-def _given(inputs, name) -> bool:
-    value = inputs.get(name)
-    if value is None:
-        return False
-    if isinstance(value, dict):  # an exposed namespace: only metadata defaults do not count as given
-        return any(key != 'metadata' for key in value)
-    return True
 
 
 def _at_least(name, minimum):
@@ -49,7 +44,7 @@ def _validate_train(inputs):
     """``NepTrainCalculation``'s own cross-field checks (nep.in settings, species, frames), run with the loop's
     training and test sets: inside the exposed namespace they run without them and skip every check, and a bad
     ``train.settings`` or an unlabelled training set would surface only when the first member is created."""
-    if inputs.get('training_set') is None or not _given(inputs, 'train'):
+    if inputs.get('training_set') is None or not given(inputs, 'train'):
         return None
     values = {key: value for key, value in inputs['train'].items() if key != 'metadata'}
     for port in ('training_set', 'test_set'):
@@ -98,7 +93,7 @@ def validate_inputs(inputs, _):
     message = _validate_train(inputs)
     if message:
         return message
-    explorers = [name for name in EXPLORERS if _given(inputs, name)]
+    explorers = [name for name in EXPLORERS if given(inputs, name)]
     if len(explorers) != 1:
         return f'explore, gpumd: family nep explores with exactly one of them, got {explorers or "none"}'
     message = _validate_gpumd(inputs) if explorers == ['gpumd'] else _validate_explore(inputs)
@@ -217,15 +212,8 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
         structures = dict(structures)
         namespace.committee_size = orm.Int(inputs['committee_size'])
         namespace.dump_stride = orm.Int(inputs['dump_stride'])
-        namespace.train.code = codes['train']
+        cls.fill_train_and_explore(namespace, inputs, codes, structures, temperatures)
         namespace.train.species = orm.List(species_of(training_set, structures.values()))
-        namespace.train.settings = orm.Dict(inputs['train'])
-        namespace.explore.code = codes['explore']
-        namespace.explore.structures = structures
-        explore = dict(inputs['explore'])
-        if temperatures is not None:
-            explore['temperatures'] = [float(t) for t in temperatures]
-        namespace.explore.parameters = orm.Dict(explore)
 
     def train(self):
         self.ctx.statistics = {}
@@ -265,9 +253,7 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
         """Member 0 scored on the test set where the daemon runs, in a step of its own (a step that submits does
         nothing else, so a crash after it never repeats work)."""
         if 'test_set' in self.inputs:
-            errors = evaluation_errors(self.evaluate(self.ctx.potential, self.inputs.test_set, 'test')) or {}
-            self.ctx.statistics.update(test_force_rmse=errors.get('forces_rmse'),
-                                       test_energy_rmse_per_atom=errors.get('energy_per_atom_rmse'))
+            self.take_test_errors(self.evaluate(self.ctx.potential, self.inputs.test_set, 'test'))
 
     def explore(self):
         if 'gpumd' in self.inputs:
@@ -286,16 +272,7 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(why=f'exit status {node.exit_status}')
         if 'gpumd' in self.inputs:
             return self._inspect_gpumd_exploration(node)
-        self.out('exploration', node.outputs.statistics)
-        totals = node.outputs.statistics.get_dict()
-        totals = totals.get('totals', totals)
-        self.ctx.candidates = node.outputs.candidates if 'candidates' in node.outputs else None
-        if self.ctx.candidates is not None:
-            self.out('candidates', self.ctx.candidates)
-        self.ctx.statistics.update(
-            candidate_fraction=float(totals.get('candidate_fraction') or 0.0),
-            explored_frames=int(totals.get('graded', 0)),
-            candidates=0 if self.ctx.candidates is None else self.ctx.candidates.num_frames, selected=0)
+        self.take_exploration(node)
 
     def _inspect_gpumd_exploration(self, node):
         """Dumped frames become candidates; their fraction in the trust window is known only after selection."""
@@ -307,9 +284,6 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
         self.out('candidates', self.ctx.candidates)
         self.ctx.statistics.update(candidate_fraction=0.0, explored_frames=self.ctx.candidates.num_frames,
                                    candidates=self.ctx.candidates.num_frames, selected=0)
-
-    def has_candidates(self):
-        return self.ctx.candidates is not None and self.ctx.candidates.num_frames > 0
 
     def select(self):
         if 'gpumd' in self.inputs:

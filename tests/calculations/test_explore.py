@@ -191,7 +191,7 @@ def test_nep_members_in_natural_order(fake_code, generate_calc_job, pbte):
     settings = json.loads((folder / 'settings.json').read_text())
     assert settings['family'] == 'nep' and settings['potentials'] == ['potential_0.txt', 'potential_1.txt']
     assert settings['species'] == ['Te', 'Pb'] and 'engine' not in settings
-    assert calcinfo.retrieve_list == ['explore.out', 'summary.json', 'candidates.xyz']
+    assert calcinfo.retrieve_list == ['explore.out', 'exit_status.txt', 'summary.json', 'candidates.xyz']
 
 
 def test_nep_bad_inputs_are_refused(fake_code, pbte, fixtures_dir):

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.plugins import CalculationFactory, ParserFactory
+from aiida_mlcampaign.calculations.base import EXIT_STATUS_FILE, EXIT_STATUS_LINE
 from aiida_mlcampaign.calculations.mlip2 import (
-    EXIT_STATUS_FILE,
-    EXIT_STATUS_LINE,
     LammpsMlipExploreCalculation,
     MlpCalcEfsCalculation,
     MlpCalcErrorsCalculation,
@@ -361,7 +360,7 @@ def test_train_parser_step_limit_keeps_the_potential(generate_calc_job_node, sam
                               'options': orm.Dict({'max_iter': 40, 'update_mindist': True})},
         {'mlp.out': SAMPLES / 'train_step_limit.log', 'trained.mtp': trained_text(2), EXIT_STATUS_FILE: '0'})
     results, status = parse(MlpTrainParser, node)
-    assert status == MlpTrainCalculation.exit_codes.ERROR_TRAINING_NOT_CONVERGED.status == 410
+    assert status == MlpTrainCalculation.exit_codes.ERROR_NOT_CONVERGED.status == 410
     assert results['potential'].is_trained
     assert results['validation_errors']['forces_rmse'] == pytest.approx(0.1857)
     assert results['summary']['mindist'] == pytest.approx(2.043117)
@@ -372,7 +371,7 @@ def test_train_parser_step_limit_keeps_the_potential(generate_calc_job_node, sam
     ({'mlp.out': 'MTPR from potential.mtp, Database: training.cfg\nBFGS iter 0: f=3.2\n'}, 'ERROR_UNREADABLE_STDOUT'),
     ({'mlp.out': 'MTPR from potential.mtp, Database: training.cfg\n', 'mlp.err': 'ERROR: cannot open training.cfg\n',
       EXIT_STATUS_FILE: '1'}, 'ERROR_NONZERO_EXIT_STATUS'),
-    ({'mlp.out': SAMPLES / 'train_converged.log', EXIT_STATUS_FILE: '0'}, 'ERROR_MISSING_OUTPUT'),
+    ({'mlp.out': SAMPLES / 'train_converged.log', EXIT_STATUS_FILE: '0'}, 'ERROR_MISSING_OUTPUT_FILE'),
     ({'mlp.out': SAMPLES / 'train_converged.log', 'trained.mtp': 'MTP\nversion = 1.1.0\nnonsense\n'},
      'ERROR_BAD_POTENTIAL_FILE'),
 ])
@@ -406,7 +405,7 @@ def test_calc_efs_parser_keeps_exact_input_geometry(generate_calc_job_node, samp
 
     short = generate_calc_job_node(MlpCalcEfsCalculation, {'potential': sample_potential, 'frames': frames},
                                    {'predictions.cfg': mlp_echo(original[:3])})
-    assert parse(MlpCalcEfsParser, short)[1] == MlpCalcEfsCalculation.exit_codes.ERROR_FRAME_MISMATCH.status
+    assert parse(MlpCalcEfsParser, short)[1] == MlpCalcEfsCalculation.exit_codes.ERROR_OUTPUT_MISMATCH.status
 
 
 def test_calc_errors_parser(generate_calc_job_node, sample_potential, frames):
@@ -438,7 +437,7 @@ def test_calc_grade_parser_failures(generate_calc_job_node, sample_potential):
     inputs = {'potential': sample_potential, 'training_set': training_set}
     node = generate_calc_job_node(MlpCalcGradeCalculation, inputs,
                                   {'graded.cfg': SAMPLES / 'graded.cfg', 'state.als': b'x'})
-    assert parse(MlpCalcGradeParser, node)[1] == MlpCalcGradeCalculation.exit_codes.ERROR_FRAME_MISMATCH.status
+    assert parse(MlpCalcGradeParser, node)[1] == MlpCalcGradeCalculation.exit_codes.ERROR_OUTPUT_MISMATCH.status
     node = generate_calc_job_node(MlpCalcGradeCalculation, inputs, {'graded.cfg': SAMPLES / 'graded.cfg',
                                                                     EXIT_STATUS_FILE: '134'})
     assert parse(MlpCalcGradeParser, node)[1] == MlpCalcGradeCalculation.exit_codes.ERROR_NONZERO_EXIT_STATUS.status
@@ -478,7 +477,7 @@ def test_select_add_parser_nothing_selected_and_foreign_frames(generate_calc_job
     assert status == 0 and 'selected' not in results and results['summary']['num_selected'] == 0
     node = generate_calc_job_node(MlpSelectAddCalculation, inputs, {
         'mlp.out': SAMPLES / 'select_add.log', 'diff.cfg': SAMPLES / 'graded.cfg', 'state.als': b'a'})
-    assert parse(MlpSelectAddParser, node)[1] == MlpSelectAddCalculation.exit_codes.ERROR_FRAME_MISMATCH.status
+    assert parse(MlpSelectAddParser, node)[1] == MlpSelectAddCalculation.exit_codes.ERROR_OUTPUT_MISMATCH.status
 
 
 @pytest.fixture
@@ -531,8 +530,8 @@ def test_lammps_completed_run_without_extrapolation(lammps_node):
 @pytest.mark.parametrize('files, expected', [
     ({'lammps.err': 'MLIP: cannot open state.als\n', EXIT_STATUS_FILE: '7'}, 'ERROR_MLIP_INIT_FAILED'),
     ({'log.lammps': SAMPLES / 'lammps_break.log', EXIT_STATUS_FILE: '1'}, 'ERROR_NONZERO_EXIT_STATUS'),
-    ({'log.lammps': SAMPLES / 'lammps_break.log', EXIT_STATUS_FILE: '0'}, 'ERROR_INCOMPLETE_RUN'),
-    ({EXIT_STATUS_FILE: '0'}, 'ERROR_MISSING_OUTPUT'),
+    ({'log.lammps': SAMPLES / 'lammps_break.log', EXIT_STATUS_FILE: '0'}, 'ERROR_NOT_FINISHED'),
+    ({EXIT_STATUS_FILE: '0'}, 'ERROR_MISSING_OUTPUT_FILE'),
 ])
 def test_lammps_failures(lammps_node, files, expected):
     _, status = parse(LammpsMlipExploreParser, lammps_node(files))

@@ -43,7 +43,7 @@ def train(motep_code, training_set, max_iter, level=6):
 def test_train_then_evaluate(motep_code, copper_frames):
     training_set, test_set = copper_frames
     results, node = train(motep_code, training_set, max_iter=400)
-    assert node.exit_status in (0, MotepTrainCalculation.exit_codes.ERROR_TRAINING_NOT_CONVERGED.status)
+    assert node.exit_status in (0, MotepTrainCalculation.exit_codes.ERROR_NOT_CONVERGED.status)
     potential = results['potential']
     assert potential.is_trained and potential.species == ['Cu'] and potential.level == 6
     assert check_mlip2_layout(potential.get_content()) == []  # motep 0.2.0's own layout was repaired
@@ -66,7 +66,7 @@ def test_train_then_evaluate(motep_code, copper_frames):
 
 def test_too_few_iterations_is_reported_not_hidden(motep_code, copper_frames):
     results, node = train(motep_code, copper_frames[0], max_iter=3)
-    assert node.exit_status == MotepTrainCalculation.exit_codes.ERROR_TRAINING_NOT_CONVERGED.status
+    assert node.exit_status == MotepTrainCalculation.exit_codes.ERROR_NOT_CONVERGED.status
     assert results['potential'].is_trained  # the partial fit is kept, not recomputed
 
 

@@ -129,7 +129,7 @@ def test_prediction_master(generate_calc_job_node, pbte):
 
     results, status, _ = parse(generate_calc_job_node, {'training_set': pbte, 'potential': potential},
                                {'nep.out': stdout(mode='predicting')})
-    assert status == EXIT.ERROR_MISSING_OUTPUT.status
+    assert status == EXIT.ERROR_MISSING_OUTPUT_FILE.status
 
 
 def test_qnep_master(generate_calc_job_node, pbte):
@@ -155,7 +155,7 @@ def test_v4_stress_sentinel_and_missing_files(generate_calc_job_node, pbte):
              'stress_train.out': head(folder / 'stress_train.out', 2)}
     results, status, _ = parse(generate_calc_job_node, {
         'training_set': pbte, 'gpumd_version': orm.Str('4.0'), 'settings': orm.Dict({'generation': 20000})}, files)
-    assert status == EXIT.ERROR_MISSING_OUTPUT.status  # no loss.out, no nep.txt in the recorded folder
+    assert status == EXIT.ERROR_MISSING_OUTPUT_FILE.status  # no loss.out, no nep.txt in the recorded folder
     parity = results['parity']  # what could be read is still attached
     assert np.isnan(parity.get_array('stress_train_target')).all()  # -4.51884e6 before v4.9.1: missing
     np.testing.assert_allclose(parity.get_array('stress_train_prediction')[0, :3], [2.24109, 1.96251, 2.33256])

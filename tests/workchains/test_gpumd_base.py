@@ -14,6 +14,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase.build import bulk
 
+from aiida_mlcampaign.calculations.gpumd import GpumdCalculation
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.formats.gpumd_run import read_run_in
 from aiida_mlcampaign.workchains.gpumd_base import GpumdBaseWorkChain, protocol_stages
@@ -62,7 +63,8 @@ def test_walltime_continues_from_the_stored_restart_with_the_remaining_steps(rep
     assert node.is_finished_ok, node.exit_status
     first, second = sorted(node.called, key=lambda n: n.ctime)[:2]
     assert len(node.called) == 3  # two GpumdCalculations and the merge_thermo calcfunction
-    assert first.exit_status == 401  # the stand-in stopped at step 80 of 160 without the finish line
+    # the stand-in stopped at step 80 of 160 without the finish line
+    assert first.exit_status == GpumdCalculation.exit_codes.ERROR_NOT_FINISHED.status == 400
     assert first.outputs.output_parameters['restart'] == {'stage': 0, 'step_in_stage': 80, 'step': 80,
                                                           'time_fs': 80.0, 'exact': True}
     # The continuation's model.xyz is the stopped job's restart output node, not a file on the remote.
