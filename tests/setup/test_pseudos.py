@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from aiida_mlcampaign.setup import pseudo_cache as generation
 from aiida_mlcampaign.setup import pseudos
 
 LD1 = 'ld1.x'
@@ -230,7 +231,7 @@ def test_set_folder_is_flat_and_report_written(small_set):
 @pytest.mark.pw
 def test_cached_call_does_not_run_ld1(ld1x, small_set, pseudo_cache, monkeypatch):
     counter = CountingRun()
-    monkeypatch.setattr(pseudos.subprocess, 'run', counter)
+    monkeypatch.setattr(generation.subprocess, 'run', counter)
     mtimes = {path: path.stat().st_mtime_ns for path in small_set.folder.iterdir()}
     pseudos._VERSION_MEMO.clear()  # as in a new process: the version probe must come from the cache directory
 
@@ -246,7 +247,7 @@ def test_cached_call_does_not_run_ld1(ld1x, small_set, pseudo_cache, monkeypatch
 @pytest.mark.pw
 def test_fresh_cache_runs_ld1_once_then_never(ld1x, tmp_path, monkeypatch):
     counter = CountingRun()
-    monkeypatch.setattr(pseudos.subprocess, 'run', counter)
+    monkeypatch.setattr(generation.subprocess, 'run', counter)
     pseudos._VERSION_MEMO.clear()
 
     # P-nl: a variant that no other test generates
