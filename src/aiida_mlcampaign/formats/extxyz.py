@@ -21,7 +21,7 @@ import numpy as np
 from .frames import FormatError, Frame, voigt_or_matrix_to_matrix
 from .textio import Lines, cell_volume, open_for_read, open_for_write
 
-__all__ = ['CONVENTIONS', 'read_extxyz', 'write_extxyz']
+__all__ = ['CONVENTIONS', 'parse_comment_line', 'read_extxyz', 'write_extxyz']
 
 #: ``gpumd``: what ``nep`` trains on (energy and forces mandatory, ``virial=``, 0 < weight <= 100).
 #: ``ase``: labels optional, ``stress=`` and ``forces:R:3`` so ``ase.io.read`` attaches both to the
@@ -204,7 +204,7 @@ def _read_frame(lines: Lines, count_line: str, index: int) -> Frame:
     where = f'frame {index} (line {lines.number})'
     if comment is None:
         raise FormatError(f'{where}: truncated file: comment line (Lattice, Properties) missing')
-    header = _parse_comment(comment, where)
+    header = parse_comment_line(comment, where)
     columns, width = _parse_properties(header, where)
     kwargs = _frame_labels(header, where)
 
@@ -234,8 +234,14 @@ def _read_frame(lines: Lines, count_line: str, index: int) -> Frame:
     return frame
 
 
-def _parse_comment(text: str, where: str) -> dict[str, tuple[str, str, bool]]:
-    """Map lower-cased key -> (key as written, raw value, value was quoted)."""
+def parse_comment_line(text: str, where: str) -> dict[str, tuple[str, str, bool]]:
+    """The ``key=value`` pairs of an extended-XYZ comment line: lower-cased key -> (key as written, value, quoted).
+
+    Values may be bare, ``"double"`` or ``'single'`` quoted (quoted ones are unescaped: ``\\n`` is a newline,
+    ``\\x`` is ``x``); a key without ``=`` is a flag and reads ``'T'``, as in ASE. A later key replaces an earlier
+    one of the same (lower-cased) name. Errors are :class:`FormatError` starting with ``where`` (file, line, frame).
+    Public because :mod:`.gpumd_xyz` reads GPUMD's frames with it: one grammar for every extended-XYZ line here.
+    """
     header = {}
     text = text.strip()
     position = 0

@@ -25,19 +25,23 @@ All blocks of a file must have the same column count (one array per quantity); o
 :class:`FormatError` names the offending line. Errors always name the file (or ``<stream>``) and
 the 1-based line number.
 
-Only ``numpy`` and :mod:`.frames` / :mod:`.textio` are imported, so the module works without AiiDA.
+The frame readers (:func:`iter_dump_xyz`, :func:`frame_from_dump`, :func:`read_restart_xyz`) live in
+:mod:`.gpumd_xyz` and the stdout reader (:func:`read_gpumd_stdout`) in :mod:`.gpumd_stdout`; they are re-exported
+here, so every GPUMD output reader can still be imported from this module (the parser looks readers up by name in
+it: :data:`OUTPUT_FILES`). Only ``numpy`` and the modules of this package are imported, so the module works without
+AiiDA.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 
 import numpy as np
 
-from .frames import FormatError, Frame
-from .textio import Lines, cell_volume, open_for_read
+from .frames import FormatError
+from .gpumd_stdout import read_gpumd_stdout
+from .gpumd_xyz import frame_from_dump, iter_dump_xyz, read_restart_xyz
+from .textio import Lines, open_for_read, source_name
 
 __all__ = [
     'frame_from_dump',
@@ -61,13 +65,6 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------ shared
-
-
-def _source_name(source, handle) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return str(getattr(handle, 'name', '<stream>'))
-
 
 # Keys of the v5.6 ``# <name> <values>`` header whose values are parsed; every other first line of
 # a header block is the generating command (``# dump_thermo 10``), kept as ``header['command']``.
@@ -158,7 +155,7 @@ def _scan_table(source, what: str, *, reset_column: int | None = None, check_wid
     column count (checked on the first data row); every later row must have the same count.
     """
     with open_for_read(source) as handle:
-        name = _source_name(source, handle)
+        name = source_name(source, handle)
         lines = Lines(handle)
         blocks: list[_Block] = []
         current: _Block | None = None
@@ -597,7 +594,7 @@ def read_shc(path) -> dict:
 
     # No reset column: blocks are cut by row counts, not by the time axis.
     with open_for_read(path) as handle:
-        name = _source_name(path, handle)
+        name = source_name(path, handle)
         lines = Lines(handle)
         records: list[tuple[int, dict, list[float]]] = []  # (line, header-at-start or {}, row)
         header: dict = {}
@@ -691,332 +688,6 @@ def _infer_correlation_rows(records, i: int, name: str) -> int:
         )
     half = round(-t0 / dt)
     return 2 * half + 1
-
-
-# ----------------------------------------------------------------------- dump.xyz / restart.xyz
-
-_PAIR = re.compile(r'\s*([^\s="]+)\s*=\s*(?:"([^"]*)"|(\S+))')
-_COLUMN_NAMES = {
-    'species': 'species', 'pos': 'positions', 'vel': 'velocities', 'force': 'forces',
-    'forces': 'forces', 'mass': 'masses', 'group': 'groups',
-}
-
-
-def _parse_comment(text: str, where: str) -> dict[str, str]:
-    """``key=value`` / ``key="v v v"`` pairs, keys lower-cased (GPUMD lower-cases line 2)."""
-    pairs, position, text = {}, 0, text.strip()
-    while position < len(text):
-        match = _PAIR.match(text, position)
-        if match is None:
-            near = text[position:position + 40]
-            raise FormatError(f'{where}: comment line: cannot parse key=value near {near!r}')
-        key, quoted, bare = match.groups()
-        pairs[key.lower()] = quoted if quoted is not None else bare
-        position = match.end()
-        while position < len(text) and text[position].isspace():
-            position += 1
-    return pairs
-
-
-def _numbers(text: str, field: str, where: str, size: int) -> np.ndarray:
-    tokens = text.split()
-    if len(tokens) != size:
-        raise FormatError(f'{where}: {field}: expected {size} numbers, got {len(tokens)}')
-    try:
-        return np.array([float(t) for t in tokens])
-    except ValueError:
-        raise FormatError(f'{where}: {field}: non-numeric value in {text!r}') from None
-
-
-def _read_xyz_frame(lines: Lines, count_line: str, name: str, index: int) -> dict:
-    where = f'{name}: line {lines.number}'
-    tokens = count_line.split()
-    if len(tokens) != 1 or not tokens[0].isdigit() or int(tokens[0]) < 1:
-        raise FormatError(
-            f'{where}: frame {index}: atom count: expected one positive integer, got {count_line.strip()!r}'
-        )
-    natoms = int(tokens[0])
-    comment = lines.next()
-    where = f'{name}: line {lines.number}'
-    if comment is None:
-        raise FormatError(f'{where}: frame {index}: truncated: comment line (Lattice, Properties) missing')
-    pairs = _parse_comment(comment, where)
-
-    if 'properties' not in pairs:
-        raise FormatError(f'{where}: frame {index}: Properties: missing')
-    parts = pairs['properties'].split(':')
-    if len(parts) % 3:
-        raise FormatError(f'{where}: frame {index}: Properties: expected name:type:width triples')
-    columns = []  # (name, kind, start, width)
-    start = 0
-    for prop, kind, size in zip(parts[0::3], parts[1::3], parts[2::3]):
-        if kind.upper() not in ('S', 'R', 'I', 'L') or not size.isdigit() or int(size) < 1:
-            raise FormatError(f'{where}: frame {index}: Properties: bad entry {prop}:{kind}:{size}')
-        columns.append((prop.lower(), kind.upper(), start, int(size)))
-        start += int(size)
-    width = start
-    names = [c[0] for c in columns]
-    for required, size in (('species', 1), ('pos', 3)):
-        if required not in names:
-            raise FormatError(f'{where}: frame {index}: Properties: {required} column missing')
-        if columns[names.index(required)][3] != size:
-            raise FormatError(f'{where}: frame {index}: Properties: {required} must have width {size}')
-
-    frame: dict = {}
-    if 'lattice' not in pairs:
-        raise FormatError(f'{where}: frame {index}: Lattice: missing')
-    frame['cell'] = _numbers(pairs['lattice'], 'Lattice', where, 9).reshape(3, 3)
-    pbc = (True, True, True)
-    if 'pbc' in pairs:
-        flags = pairs['pbc'].split()
-        if len(flags) != 3 or any(f.upper() not in ('T', 'F') for f in flags):
-            raise FormatError(f'{where}: frame {index}: pbc: expected three T/F flags, got {pairs["pbc"]!r}')
-        pbc = tuple(f.upper() == 'T' for f in flags)
-    frame['pbc'] = pbc
-    if 'time' in pairs:
-        frame['time'] = float(_numbers(pairs['time'], 'Time', where, 1)[0])
-    if 'energy' in pairs:
-        frame['energy'] = float(_numbers(pairs['energy'], 'energy', where, 1)[0])
-    for key in ('virial', 'stress'):
-        if key in pairs:
-            frame[key] = _numbers(pairs[key], key, where, 9).reshape(3, 3)
-    frame['info'] = {
-        k: v for k, v in pairs.items()
-        if k not in ('lattice', 'pbc', 'time', 'energy', 'virial', 'stress', 'properties')
-    }
-
-    raw: list[list[str]] = []
-    for i in range(natoms):
-        line = lines.next()
-        if line is None:
-            raise FormatError(
-                f'{name}: line {lines.number}: frame {index}: truncated: '
-                f'file ends after {i} of {natoms} atom lines'
-            )
-        values = line.split()
-        if len(values) != width:
-            raise FormatError(
-                f'{name}: line {lines.number}: frame {index}: atom line has {len(values)} columns, '
-                f'Properties declares {width}'
-            )
-        raw.append(values)
-    first_atom_line = lines.number - natoms + 1
-    table = np.array(raw, dtype=object).reshape(natoms, width)
-    arrays = {}
-    for prop, kind, begin, size in columns:
-        block = table[:, begin:begin + size]
-        if kind == 'S':
-            value = [str(s) for s in block[:, 0]] if size == 1 else block.astype(str)
-        else:
-            value = _convert_column(block, kind, prop, name, first_atom_line, index)
-            if size == 1 and prop not in ('group',):
-                value = value[:, 0]
-        key = _COLUMN_NAMES.get(prop)
-        if key is not None and key not in frame:
-            frame[key] = value
-        else:
-            arrays[prop] = value
-    frame['arrays'] = arrays
-    for key in ('velocities', 'forces', 'masses', 'groups'):
-        frame.setdefault(key, None)
-    return frame
-
-
-def _convert_column(block, kind: str, prop: str, name: str, first_line: int, index: int) -> np.ndarray:
-    try:
-        if kind == 'I':
-            return block.astype(int)
-        if kind == 'L':
-            return np.vectorize(lambda s: s.upper() in ('T', 'TRUE', '1'))(block)
-        return block.astype(float)
-    except ValueError:
-        for row, values in enumerate(block):
-            for token in values:
-                try:
-                    int(token) if kind == 'I' else float(token)
-                except ValueError:
-                    raise FormatError(
-                        f'{name}: line {first_line + row}: frame {index}: {prop}: '
-                        f'non-numeric value {token!r}'
-                    ) from None
-        raise
-
-
-def iter_dump_xyz(path) -> Iterator[dict]:
-    """Yield the frames of a ``dump.xyz`` (``dump_xyz``/``dump_exyz``/``movie.xyz``) one at a time.
-
-    A generator: only the current frame's lines are read before it is yielded, so multi-GB
-    trajectories stream. Each frame is a dict:
-
-    * ``species`` (list of str), ``positions`` (N, 3) Å (wrapped), ``cell`` (3, 3) Å rows a b c,
-      ``pbc`` (3 bools; default all periodic);
-    * ``velocities`` (N, 3) Å/fs, ``forces`` (N, 3) eV/Å, ``masses`` (N,) amu, ``groups`` (N, k)
-      int — each ``None`` when the column is absent;
-    * ``time`` (fs, cumulative simulation time), ``energy`` (eV, total potential energy),
-      ``virial`` (3, 3) eV (total potential virial, row-major), ``stress`` (3, 3) eV/Å³ — present
-      only when the comment line has them. GPUMD's ``stress`` is the pressure tensor
-      (virial + kinetic)/V with **positive = compressed**, the opposite of ASE's sign: use
-      :func:`frame_from_dump` to get a :class:`Frame` with ASE conventions;
-    * ``arrays``: other per-atom columns by their property name (``charge``, ``bec`` (N, 9),
-      ``energy_atom``, ``unwrapped_position``, per-atom ``virial`` (N, 9) ...);
-      ``info``: other comment keys as raw strings.
-
-    Keys and property names are matched case-insensitively. A truncated last frame raises
-    :class:`FormatError` naming the file and line.
-    """
-    with open_for_read(path) as handle:
-        name = _source_name(path, handle)
-        lines = Lines(handle)
-        index = 0
-        while True:
-            text = lines.next_nonblank()
-            if text is None:
-                return
-            yield _read_xyz_frame(lines, text, name, index)
-            index += 1
-
-
-def frame_from_dump(frame: dict) -> Frame:
-    """A :class:`Frame` (ASE units and signs) from one :func:`iter_dump_xyz` frame.
-
-    The stress label is taken from the **potential virial** when present (ASE stress
-    = −virial/V, i.e. what a potential is trained on), else from GPUMD's ``stress`` with the sign
-    flipped (that one includes the kinetic part). ``time`` (fs) goes to ``info['time_fs']``.
-    """
-    stress = None
-    if frame.get('virial') is not None:
-        volume = cell_volume(frame['cell'])
-        if volume < 1e-12:
-            raise FormatError('virial: cell volume is zero, cannot convert to stress')
-        stress = -np.asarray(frame['virial']) / volume
-    elif frame.get('stress') is not None:
-        stress = -np.asarray(frame['stress'])
-    info = {}
-    if frame.get('time') is not None:
-        info['time_fs'] = frame['time']
-    return Frame(
-        symbols=frame['species'],
-        cell=frame['cell'],
-        positions=frame['positions'],
-        pbc=frame.get('pbc', (True, True, True)),
-        energy=frame.get('energy'),
-        forces=frame.get('forces'),
-        stress=stress,
-        info=info,
-    )
-
-
-def read_restart_xyz(path) -> dict:
-    """Read ``restart.xyz`` (``dump_restart``) or a ``model.xyz`` — one extended-XYZ frame.
-
-    Returns the dict of :func:`iter_dump_xyz`: ``species``, ``positions`` (N, 3) Å, ``cell``
-    (3, 3) Å, ``pbc``, ``velocities`` (N, 3) **Å/fs** (``vel:R:3``; ``None`` in a model.xyz
-    without velocities; ASE velocities are ``velocities / ase.units.fs``), ``masses`` (N,) amu or
-    ``None``, ``groups`` (N, k) int (one label per grouping method) or ``None``, ``forces`` when a
-    ``force(s):R:3`` column is present, ``arrays``, ``info``. restart.xyz numbers carry only 6
-    significant digits (``%g``). More than one frame raises :class:`FormatError`; so does a frame
-    with fewer atom lines than its count line (e.g. a restart.xyz cut short by a crash).
-    """
-    with open_for_read(path) as handle:
-        name = _source_name(path, handle)
-        lines = Lines(handle)
-        text = lines.next_nonblank()
-        if text is None:
-            raise FormatError(f'{name}: empty file')
-        frame = _read_xyz_frame(lines, text, name, 0)
-        extra = lines.next_nonblank()
-        if extra is not None:
-            raise FormatError(
-                f'{name}: line {lines.number}: more than one frame (restart.xyz/model.xyz hold one)'
-            )
-    return frame
-
-
-# ------------------------------------------------------------------------------------ stdout
-
-_FLOAT = r'[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)'
-_VERSION = re.compile(r'^[\s*]*version\s+v?(\d+(?:\.\d+)*)', re.IGNORECASE | re.MULTILINE)
-_RUN_TIME = re.compile(
-    rf'Time used for this (?:REMD production )?run\s*=\s*({_FLOAT})\s*(?:s|second)', re.IGNORECASE
-)
-_SPEED = re.compile(rf'Speed of this (?:REMD )?run\s*=\s*({_FLOAT})\s*atom\*step/second', re.IGNORECASE)
-_TOTAL_TIME = re.compile(rf'^\s*Time used\s*=\s*({_FLOAT})\s*s', re.IGNORECASE | re.MULTILINE)
-_ERROR_START = re.compile(r'^\s*(Input Error|CUDA Error|Standard exception):?\s*$', re.MULTILINE)
-_ERROR_FIELD = re.compile(r'^\s*(File|Line|Error code|Error text|Error message)\s*:\s*(.*)$')
-
-
-def read_gpumd_stdout(text: str) -> dict:
-    """Parse what ``gpumd`` prints (stdout, or stdout + stderr merged).
-
-    Returns:
-
-    * ``version``: ``'3.9.1'`` / ``'5.6'`` from the banner line (``*  Version 3.9.1  *`` or
-      ``version 5.6``), else ``None``;
-    * ``runs``: one dict per completed ``run`` in order, ``{'time_s', 'speed_atom_step_per_s'}``
-      (either may be ``None`` if its line is missing); ``time_per_run_s`` and
-      ``speed_atom_step_per_s`` as arrays (NaN for a missing value); REMD runs
-      (``Speed of this REMD run``) count as runs;
-    * ``total_time_s`` (``Time used = <s> s.``) or ``None``;
-    * ``finished_commands`` (``Finished executing the commands in run.in.``) and ``finished``
-      (``Finished running GPUMD.``);
-    * ``errors``: GPUMD error blocks (``Input Error:``, ``CUDA Error:``, ``Standard exception:``),
-      each ``{'kind', 'file', 'line', 'text'}`` — they go to stderr, so they appear only if stderr
-      was merged or is passed here too.
-
-    Very old versions prefix lines with ``INFO:`` and print ``= <s> s.`` instead of ``second.``;
-    both are accepted. ``inf`` speeds (a zero-duration run) are kept as ``inf``.
-    """
-    if isinstance(text, bytes):
-        text = text.decode('utf-8', errors='replace')
-    match = _VERSION.search(text)
-    version = match.group(1) if match else None
-
-    runs: list[dict] = []
-    for line in text.splitlines():
-        if (m := _RUN_TIME.search(line)) is not None:
-            runs.append({'time_s': float(m.group(1)), 'speed_atom_step_per_s': None})
-        elif (m := _SPEED.search(line)) is not None:
-            if runs and runs[-1]['speed_atom_step_per_s'] is None:
-                runs[-1]['speed_atom_step_per_s'] = float(m.group(1))
-            else:
-                runs.append({'time_s': None, 'speed_atom_step_per_s': float(m.group(1))})
-    total = _TOTAL_TIME.search(text)
-
-    errors = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines):
-        start = _ERROR_START.match(line)
-        if start is None:
-            continue
-        error = {'kind': start.group(1), 'file': None, 'line': None, 'text': None}
-        for following in lines[number + 1:number + 6]:
-            field = _ERROR_FIELD.match(following)
-            if field is None:
-                break
-            key, value = field.group(1).lower(), field.group(2).strip()
-            if key == 'file':
-                error['file'] = value
-            elif key == 'line':
-                error['line'] = int(value) if value.isdigit() else value
-            elif key in ('error text', 'error message'):
-                error['text'] = value
-            elif key == 'error code' and error['text'] is None:
-                error['text'] = f'error code {value}'
-        errors.append(error)
-
-    def column(key):
-        return np.array([np.nan if r[key] is None else r[key] for r in runs], dtype=float)
-
-    return {
-        'version': version,
-        'runs': runs,
-        'time_per_run_s': column('time_s'),
-        'speed_atom_step_per_s': column('speed_atom_step_per_s'),
-        'total_time_s': float(total.group(1)) if total else None,
-        'finished_commands': 'Finished executing the commands in run.in' in text,
-        'finished': 'Finished running GPUMD' in text,
-        'errors': errors,
-    }
 
 
 # ------------------------------------------------------------------------------ outputs as array nodes

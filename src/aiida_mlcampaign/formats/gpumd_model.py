@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .frames import FormatError
-from .gpumd import _parse_comment
+from .gpumd_xyz import _parse_comment
 
 __all__ = ['ASE_VELOCITY_TO_A_PER_FS', 'model_xyz', 'read_model_header', 'write_model_xyz']
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import FormatError
-from .gpumd_run import read_run_in, run_in
 
 __all__ = [
     'DEFAULT_TIME_STEP_FS', 'canonical_stages', 'ensure_restart_dumps', 'remaining_stages', 'restart_point',
@@ -43,6 +42,8 @@ _STEP_ARGUMENTS = {
 
 def canonical_stages(stages, *, legacy: bool = False) -> list[dict]:
     """The stages in the form :func:`read_run_in` returns, whatever form (lists, strings, numbers) they came in."""
+    from .gpumd_run import read_run_in, run_in  # here, not above: gpumd_run re-exports this module's names
+
     return read_run_in(run_in(stages, legacy=legacy), legacy=legacy, allow_raw=True)['stages']
 
 

@@ -71,6 +71,13 @@ class Lines:
         return None
 
 
+def source_name(source, handle) -> str:
+    """The name errors give for what a reader was passed: the path, else the handle's ``name``, else ``<stream>``."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(handle, 'name', '<stream>'))
+
+
 def cell_volume(cell: np.ndarray) -> float:
     """Same triple product as ``Frame.volume`` so virial <-> stress conversions invert exactly."""
     return abs(float(np.dot(cell[0], np.cross(cell[1], cell[2]))))
