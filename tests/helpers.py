@@ -12,6 +12,17 @@ def _missing(message: str):
     pytest.skip(message)
 
 
+def local_codes(tmp_path_factory, *names: str) -> dict:
+    """The localhost codes of ``names`` as ``aiida-mlcampaign setup`` makes them (its plugins and MPI use), each
+    program required (a skip on a laptop, a failure under ``CI=true``), on a scratch folder of the test session."""
+    from aiida_mlcampaign.setup import profile as profile_setup
+
+    for name in names:
+        require_executable(name)
+    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
+    return profile_setup.discover_codes(computer, {name: profile_setup.KNOWN_EXECUTABLES[name] for name in names})
+
+
 def require_executable(name: str) -> str:
     """The path of ``name`` as ``aiida-mlcampaign setup`` finds it (Python programs next to this interpreter first)."""
     from aiida_mlcampaign.setup.profile import find_executable

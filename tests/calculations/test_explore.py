@@ -9,7 +9,7 @@ from aiida_mlcampaign.calculations.explore import MtpExploreCalculation
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
-from tests.helpers import require_executable
+from tests.helpers import local_codes
 
 POTENTIAL = 'mtp/cu_emt_L08_made-here_motep020_BFGS_mlip2-layout.mtp'
 TRAIN_CFG = 'mtp/cu_emt_train_40cfg_made-here.cfg'
@@ -18,12 +18,7 @@ PARAMETERS = {'temperatures': [300, 3000], 'seeds': [1, 2], 'steps': 200, 'time_
 
 @pytest.fixture(scope='module')
 def explore_code(aiida_profile, tmp_path_factory):
-    require_executable('mlcampaign-explore')
-    from aiida_mlcampaign.setup import profile as profile_setup
-
-    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    codes = profile_setup.discover_codes(computer, {'mlcampaign-explore': ('mlcampaign.mtp.explore', False)})
-    return codes['mlcampaign-explore']
+    return local_codes(tmp_path_factory, 'mlcampaign-explore')['mlcampaign-explore']
 
 
 @pytest.fixture(scope='module')

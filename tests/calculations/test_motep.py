@@ -10,18 +10,14 @@ from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.mlip_cfg import read_cfg
 from aiida_mlcampaign.formats.mtp import check_mlip2_layout
-from tests.helpers import require_executable
+from tests.helpers import local_codes
 
 TRAIN_CFG = 'mtp/cu_emt_train_40cfg_made-here.cfg'
 
 
 @pytest.fixture(scope='module')
 def motep_code(aiida_profile, tmp_path_factory):
-    require_executable('motep')
-    from aiida_mlcampaign.setup import profile as profile_setup
-
-    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    return profile_setup.discover_codes(computer, {'motep': ('mlcampaign.motep.train', False)})['motep']
+    return local_codes(tmp_path_factory, 'motep')['motep']
 
 
 @pytest.fixture(scope='module')

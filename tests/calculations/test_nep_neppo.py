@@ -18,7 +18,7 @@ from aiida_mlcampaign.calculations.nep_cpu import evaluate_nep
 from aiida_mlcampaign.data.nep_potential import NepPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.formats.nep import read_nep_in
-from tests.helpers import require_executable
+from tests.helpers import local_codes
 
 RUNS = pathlib.Path(__file__).parent.parent / 'fixtures' / 'neppo'
 SMALL = {'cutoff': [5.0, 4.0], 'n_max': [4, 4], 'basis_size': [4, 4], 'neuron': 8, 'batch': 4}
@@ -27,11 +27,7 @@ OPTIONS = {'max_wallclock_seconds': 600, 'resources': {'num_machines': 1, 'num_m
 
 @pytest.fixture(scope='module')
 def neppo_code(aiida_profile, tmp_path_factory):
-    require_executable('neppo')
-    from aiida_mlcampaign.setup import profile as profile_setup
-
-    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    return profile_setup.discover_codes(computer, {'neppo': profile_setup.KNOWN_EXECUTABLES['neppo']})['neppo']
+    return local_codes(tmp_path_factory, 'neppo')['neppo']
 
 
 @pytest.fixture(scope='module')

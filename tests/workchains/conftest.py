@@ -3,16 +3,12 @@
 import pytest
 from ase import Atoms
 
-from tests.helpers import require_executable
+from tests.helpers import local_codes, require_executable
 
 
 @pytest.fixture(scope='session')
 def pw_code(aiida_profile, tmp_path_factory):
-    require_executable('pw.x')
-    from aiida_mlcampaign.setup import profile as profile_setup
-
-    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    return profile_setup.discover_codes(computer, {'pw.x': ('quantumespresso.pw', True)})['pw.x']
+    return local_codes(tmp_path_factory, 'pw.x')['pw.x']
 
 
 @pytest.fixture(scope='session')

@@ -15,7 +15,7 @@ from aiida.engine import run_get_node
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
 from aiida_mlcampaign.data.training_set import TrainingSetData
 from aiida_mlcampaign.workchains.fit_compare import FitCompareWorkChain
-from tests.helpers import require_executable
+from tests.helpers import local_codes
 
 FRAMES = pathlib.Path(__file__).parent.parent / 'fixtures' / 'neppo' / 'train_stages'
 NEP_SETTINGS = {'cutoff': [5.0, 4.0], 'n_max': [4, 4], 'basis_size': [4, 4], 'neuron': 8, 'batch': 4,
@@ -24,13 +24,7 @@ NEP_SETTINGS = {'cutoff': [5.0, 4.0], 'n_max': [4, 4], 'basis_size': [4, 4], 'ne
 
 @pytest.fixture(scope='module')
 def codes(aiida_profile, tmp_path_factory):
-    for name in ('motep', 'neppo'):
-        require_executable(name)
-    from aiida_mlcampaign.setup import profile as profile_setup
-
-    computer = profile_setup.ensure_localhost(workdir=str(tmp_path_factory.mktemp('scratch')), mpiprocs=1)
-    wanted = {name: profile_setup.KNOWN_EXECUTABLES[name] for name in ('motep', 'neppo')}
-    return profile_setup.discover_codes(computer, wanted)
+    return local_codes(tmp_path_factory, 'motep', 'neppo')
 
 
 @pytest.fixture(scope='module')

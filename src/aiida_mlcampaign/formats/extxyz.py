@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from .frames import FormatError, Frame, voigt_or_matrix_to_matrix
-from .textio import Lines, cell_volume, open_for_read, open_for_write
+from .textio import Lines, cell_volume, iter_records, open_for_read, open_for_write
 
 __all__ = ['CONVENTIONS', 'parse_comment_line', 'read_extxyz', 'write_extxyz']
 
@@ -181,14 +181,7 @@ def read_extxyz(handle_or_path) -> Iterator[Frame]:
     1-based line number.
     """
     with open_for_read(handle_or_path) as handle:
-        lines = Lines(handle)
-        index = 0
-        while True:
-            text = lines.next_nonblank()
-            if text is None:
-                return
-            yield _read_frame(lines, text, index)
-            index += 1
+        yield from iter_records(Lines(handle), _read_frame)
 
 
 

@@ -419,6 +419,13 @@ def _four_columns(width):
     return None if width == 4 else f'expected 4 columns, got {width}'
 
 
+def _xyz_table(path, filename: str, first: str, xyz: str) -> dict:
+    """A four-column table (``first`` then x y z), blocks restarting where column 0 does not increase."""
+    _, blocks, width = _scan_table(path, f'{filename} row', reset_column=0, check_width=_four_columns)
+    data, starts, headers = _assemble(blocks, width)
+    return {first: data[:, 0].copy(), xyz: data[:, 1:4].copy(), 'block_starts': starts, 'headers': headers}
+
+
 def read_dos(path) -> dict:
     """Read ``dos.out`` (``compute_dos``): phonon density of states from the mass-weighted VAC.
 
@@ -427,14 +434,7 @@ def read_dos(path) -> dict:
     ``headers``. With ``group <gm> -1`` the groups' blocks follow each other without separator;
     they are split where ω does not increase (a block is a group or an appended run).
     """
-    _, blocks, width = _scan_table(path, 'dos.out row', reset_column=0, check_width=_four_columns)
-    data, starts, headers = _assemble(blocks, width)
-    return {
-        'omega_THz': data[:, 0].copy(),
-        'dos_per_THz': data[:, 1:4].copy(),
-        'block_starts': starts,
-        'headers': headers,
-    }
+    return _xyz_table(path, 'dos.out', 'omega_THz', 'dos_per_THz')
 
 
 def read_mvac(path) -> dict:
@@ -444,14 +444,7 @@ def read_mvac(path) -> dict:
     (normalised to 1 at t = 0, whatever the manual says about units), ``block_starts``, ``headers``.
     Blocks (groups or appended runs) start where the time does not increase.
     """
-    _, blocks, width = _scan_table(path, 'mvac.out row', reset_column=0, check_width=_four_columns)
-    data, starts, headers = _assemble(blocks, width)
-    return {
-        'time_ps': data[:, 0].copy(),
-        'mvac': data[:, 1:4].copy(),
-        'block_starts': starts,
-        'headers': headers,
-    }
+    return _xyz_table(path, 'mvac.out', 'time_ps', 'mvac')
 
 
 # ------------------------------------------------------------------------------ hac.out, kappa.out

@@ -21,7 +21,7 @@ import numpy as np
 
 from .extxyz import parse_comment_line
 from .frames import FormatError, Frame
-from .textio import Lines, cell_volume, open_for_read, source_name
+from .textio import Lines, cell_volume, iter_records, open_for_read, source_name
 
 __all__ = ['frame_from_dump', 'iter_dump_xyz', 'read_restart_xyz']
 
@@ -188,14 +188,7 @@ def iter_dump_xyz(path) -> Iterator[dict]:
     """
     with open_for_read(path) as handle:
         name = source_name(path, handle)
-        lines = Lines(handle)
-        index = 0
-        while True:
-            text = lines.next_nonblank()
-            if text is None:
-                return
-            yield _read_xyz_frame(lines, text, name, index)
-            index += 1
+        yield from iter_records(Lines(handle), lambda lines, text, index: _read_xyz_frame(lines, text, name, index))
 
 
 def frame_from_dump(frame: dict) -> Frame:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from .frames import FormatError, Frame, matrix_to_voigt
-from .textio import Lines, cell_volume, open_for_read, open_for_write
+from .textio import Lines, cell_volume, iter_records, open_for_read, open_for_write
 
 __all__ = ['read_cfg', 'write_cfg']
 
@@ -157,15 +157,13 @@ def read_cfg(handle_or_path, species_order: Sequence[str]) -> Iterator[Frame]:
     the 0-based block index and the 1-based line number.
     """
     species_order = list(species_order)
+    def block(lines, line, index):
+        if line.split()[0] != 'BEGIN_CFG':
+            raise FormatError(f'block {index} (line {lines.number}): BEGIN_CFG expected, got {line.strip()!r}')
+        return _read_block(lines, index, species_order)
+
     with open_for_read(handle_or_path) as handle:
-        lines = Lines(handle)
-        index = 0
-        while (line := lines.next_nonblank()) is not None:
-            if line.split()[0] != 'BEGIN_CFG':
-                where = f'block {index} (line {lines.number})'
-                raise FormatError(f'{where}: BEGIN_CFG expected, got {line.strip()!r}')
-            yield _read_block(lines, index, species_order)
-            index += 1
+        yield from iter_records(Lines(handle), block)
 
 
 

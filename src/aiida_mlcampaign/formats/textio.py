@@ -71,6 +71,15 @@ class Lines:
         return None
 
 
+def iter_records(lines: Lines, read_record):
+    """``read_record(lines, first_line, index)`` for every record of a multi-record file, a record starting at each
+    non-blank line where the previous one ended (xyz frames, cfg blocks): one record in memory at a time."""
+    index = 0
+    while (first := lines.next_nonblank()) is not None:
+        yield read_record(lines, first, index)
+        index += 1
+
+
 def source_name(source, handle) -> str:
     """The name errors give for what a reader was passed: the path, else the handle's ``name``, else ``<stream>``."""
     if isinstance(source, (str, os.PathLike)):
