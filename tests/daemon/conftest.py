@@ -9,10 +9,17 @@ import pytest
 from tests.helpers import require_executable
 
 
-@pytest.fixture
-def isolated_env(tmp_path):
-    require_executable('pw.x')
+def daemon_env(tmp_path, *executables: str) -> dict:
+    """The environment of a daemon test that runs ``executables`` (each required): its own AIIDA_PATH, the checkout
+    on PYTHONPATH."""
+    for executable in executables:
+        require_executable(executable)
     env = dict(os.environ)
     env['AIIDA_PATH'] = str(tmp_path / 'aiida')
     env['PYTHONPATH'] = str(pathlib.Path(__file__).parent.parent.parent) + os.pathsep + env.get('PYTHONPATH', '')
     return env
+
+
+@pytest.fixture
+def isolated_env(tmp_path):
+    return daemon_env(tmp_path, 'pw.x')

@@ -7,7 +7,6 @@ with iteration 3 without recomputing anything.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,8 +16,9 @@ import pytest
 
 from aiida_mlcampaign.workchains.crash_safe import CRASH_ENV, CRASH_LABELS_ENV
 from tests.daemon.crash import sigkill_daemon
+from tests.daemon.conftest import daemon_env
 from tests.daemon.test_daemon import HERE, drop_database, run, verdi
-from tests.helpers import require_executable, require_service
+from tests.helpers import require_service
 
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(2400)]
 SCRIPT = str(HERE / 'al_script.py')
@@ -38,14 +38,9 @@ def wait_for(env, profile, pk, until, timeout):
 
 @pytest.fixture
 def al_env(tmp_path):
-    for executable in ('pw.x', 'motep', 'mlcampaign-explore'):
-        require_executable(executable)
     require_service('PostgreSQL', '127.0.0.1', 5432)
     require_service('RabbitMQ', '127.0.0.1', 5672)
-    env = dict(os.environ)
-    env['AIIDA_PATH'] = str(tmp_path / 'aiida')
-    env['PYTHONPATH'] = str(HERE.parent.parent) + os.pathsep + env.get('PYTHONPATH', '')
-    return env
+    return daemon_env(tmp_path, 'pw.x', 'motep', 'mlcampaign-explore')
 
 
 def test_loop_survives_sigkill_and_continues_from_its_outputs(al_env, tmp_path):

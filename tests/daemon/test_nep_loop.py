@@ -8,15 +8,14 @@ twice or stay unfinished. No stand-in anywhere.
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from aiida_mlcampaign.workchains.crash_safe import CRASH_ENV, CRASH_LABELS_ENV
+from tests.daemon.conftest import daemon_env
 from tests.daemon.test_daemon import HERE, run, verdi
-from tests.helpers import require_executable
 
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(2400)]
 SCRIPT = str(HERE / 'nep_script.py')
@@ -29,12 +28,7 @@ def script(env, profile, *args, timeout=1200):
 
 @pytest.fixture
 def nep_env(tmp_path):
-    for executable in ('pw.x', 'mlcampaign-explore', 'neppo'):
-        require_executable(executable)
-    env = dict(os.environ)
-    env['AIIDA_PATH'] = str(tmp_path / 'aiida')
-    env['PYTHONPATH'] = str(HERE.parent.parent) + os.pathsep + env.get('PYTHONPATH', '')
-    return env
+    return daemon_env(tmp_path, 'pw.x', 'mlcampaign-explore', 'neppo')
 
 
 def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
