@@ -62,14 +62,20 @@ def restart_command(workers, timeout):
 @daemon_cli.command('status')
 @PROFILE
 def status_command():
-    """The daemon and, on the embedded profile, what the broker reports (subscribers, pending tasks)."""
+    """The daemon and, on the embedded profile, what the broker reports (subscribers, pending tasks).
+
+    On the embedded profile it first wakes the broker (a connection that hangs up), so that tasks it still holds
+    for a worker that was killed go back to the queue: aiida-core's ZeroMQ broker looks for dead workers only
+    when a connection drops, and can miss one."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_mlcampaign.setup.daemon import broker_status, circus_running, lost_processes
+    from aiida_mlcampaign.setup.daemon import broker_status, circus_running, lost_processes, wake_broker
 
     profile = _profile()
     running = circus_running(get_daemon_client(profile.name))
     click.echo(f'profile {profile.name}: daemon {"running" if running else "not running"}')
+    if running and broker_status(profile) is not None:
+        wake_broker(profile)
     status = broker_status(profile)
     if status is not None:
         click.echo(f'ZeroMQ broker pid {status["pid"]}: {status.get("task_subscribers")} task subscriber(s), '

@@ -164,12 +164,37 @@ def lost_processes(profile, pks=None) -> list[int]:
     return sorted(pk for pk, _ in query.iterall() if pk not in queued)
 
 
-def requeue_lost_processes(profile, pks=None, *, settle: float = 1.0) -> list[int]:
-    """Send a ``continue`` task for each process of :func:`lost_processes` (the ZeroMQ ``verdi process repair``)
-    and return their pks. A process still missing after ``settle`` seconds is lost: a task in flight from a live
-    client reaches the broker within milliseconds."""
+def wake_broker(profile) -> bool:
+    """Connect to the ZeroMQ broker and hang up, so that it probes its workers and requeues the tasks of dead ones.
+
+    Why: the broker hands a killed worker's tasks back to the queue when it sees the worker's connection drop, and it
+    looks for dead workers only when some connection drops. Seen here: a worker SIGKILLed right after it took
+    tasks, and the broker missed it; its tasks stayed "processing" for a worker that no longer existed, and the
+    processes waited forever (no ``continue`` task is lost, so :func:`lost_processes` cannot see them). Any
+    disconnect makes the broker probe every worker holding tasks and requeue those of the dead (aiida-core 2.9's
+    ``ZmqBrokerServer._probe_workers``); this is such a disconnect. Harmless when every worker is alive. Returns
+    whether the profile has a ZeroMQ broker to wake.
+    """
     from aiida.manage import get_manager
 
+    if not _is_zeromq(profile):
+        return False
+    manager = get_manager()
+    manager.get_communicator()
+    time.sleep(0.5)
+    manager.reset_broker()  # the disconnect; a later call connects again
+    time.sleep(0.5)
+    return True
+
+
+def requeue_lost_processes(profile, pks=None, *, settle: float = 1.0) -> list[int]:
+    """Wake the broker (:func:`wake_broker`: tasks held for a dead worker go back to the queue), then send a
+    ``continue`` task for each process of :func:`lost_processes` (the ZeroMQ ``verdi process repair``) and return
+    their pks. A process still missing after ``settle`` seconds is lost: a task in flight from a live client
+    reaches the broker within milliseconds."""
+    from aiida.manage import get_manager
+
+    wake_broker(profile)
     lost = lost_processes(profile, pks)
     if lost and settle:
         time.sleep(settle)

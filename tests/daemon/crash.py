@@ -6,6 +6,37 @@ from aiida.common.links import LinkType
 from aiida_mlcampaign.workchains.crash_safe import NEVER_LAUNCHED
 
 CALLS = (LinkType.CALL_CALC, LinkType.CALL_WORK)
+#: Seconds without any change in the profile's processes after which a waiting script wakes the broker.
+STALL_SECONDS = 60.0
+
+
+class Stall:
+    """What ``aiida-mlcampaign daemon status`` does for a user who sees nothing move, done by a waiting test script:
+    when no process of the profile has changed for :data:`STALL_SECONDS`, wake the ZeroMQ broker
+    (``setup.daemon.wake_broker``) so that it requeues tasks it still holds for a killed worker. ``wakes`` counts
+    the times it was needed, for the test's report."""
+
+    def __init__(self):
+        from aiida.manage import get_manager
+
+        self.profile = get_manager().get_profile()
+        self.last_change, self.signature, self.wakes = None, None, 0
+
+    def check(self) -> None:
+        import time
+
+        from aiida import orm
+
+        from aiida_mlcampaign.setup.daemon import wake_broker
+
+        query = orm.QueryBuilder().append(orm.ProcessNode, project=['id', 'mtime'])
+        signature = (query.count(), max((str(mtime) for _, mtime in query.iterall()), default=''))
+        now = time.monotonic()
+        if signature != self.signature:
+            self.signature, self.last_change = signature, now
+        elif now - self.last_change > STALL_SECONDS and wake_broker(self.profile):
+            self.wakes += 1
+            self.last_change = now
 
 
 def census(root) -> dict:

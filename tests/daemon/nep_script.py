@@ -21,7 +21,7 @@ from aiida.common.links import LinkType
 from aiida.engine import run_get_node, submit
 from ase.build import bulk
 
-from tests.daemon.crash import census
+from tests.daemon.crash import Stall, census
 
 HERE = pathlib.Path(__file__).parent
 # Pb's 5d needs about 40 Ry; 35/280 Ry keeps pw.x to seconds and the forces qualitatively right.
@@ -94,9 +94,11 @@ def main():
         # Polled here, in one process that loads the profile once: a new interpreter every few seconds costs about
         # as much CPU as the loop itself on 2 cores.
         pk, deadline = int(sys.argv[3]), time.monotonic() + float(sys.argv[4])
+        watch = Stall()
         while not orm.load_node(pk).is_terminated and time.monotonic() < deadline:
+            watch.check()
             time.sleep(2)
-        print(json.dumps({'terminated': orm.load_node(pk).is_terminated}))
+        print(json.dumps({'terminated': orm.load_node(pk).is_terminated, 'broker_wakes': watch.wakes}))
     elif command == 'report':
         node = orm.load_node(int(sys.argv[3]))
         report = {'exit_status': node.exit_status, 'finished_ok': node.is_finished_ok,
