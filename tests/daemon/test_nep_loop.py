@@ -42,7 +42,9 @@ def test_nep_committee_loop_with_neppo_on_the_daemon(nep_env, tmp_path):
         verdi(profile, 'daemon', 'start', '2', env={**nep_env, CRASH_ENV: str(crashes),
                                                     CRASH_LABELS_ENV: r'^iteration_01_|^label_|^collect_frames$'})
         pk = script(nep_env, profile, 'submit')['pk']
-        finished = script(nep_env, profile, 'wait', pk, 1800, timeout=1900)['terminated']
+        waited = script(nep_env, profile, 'wait', pk, 1800, timeout=1900)
+        print(f'broker woken {waited["broker_wakes"]} time(s) while waiting')  # setup.daemon.wake_broker
+        finished = waited['terminated']
         assert finished, 'the NEP loop did not finish in 30 min'
         report = script(nep_env, profile, 'report', pk)
         print('NEP loop report:', json.dumps(report, indent=1))  # figures for the issue notes (pytest -s)
