@@ -175,26 +175,27 @@ def wake_broker(profile) -> bool:
     ``ZmqBrokerServer._probe_workers``); this is such a disconnect. Harmless when every worker is alive. Returns
     whether the profile has a ZeroMQ broker to wake.
     """
-    from aiida.manage import get_manager
+    from aiida.plugins import BrokerFactory
 
     if not _is_zeromq(profile):
         return False
-    manager = get_manager()
-    manager.get_communicator()
-    time.sleep(0.5)
-    manager.reset_broker()  # the disconnect; a later call connects again
+    # A broker object of its own: the caller's communicator (a daemon worker's!) must stay open.
+    broker = BrokerFactory(profile.process_control_backend)(profile)
+    try:
+        broker.get_communicator()
+        time.sleep(0.5)
+    finally:
+        broker.close()  # the disconnect
     time.sleep(0.5)
     return True
 
 
 def requeue_lost_processes(profile, pks=None, *, settle: float = 1.0) -> list[int]:
-    """Wake the broker (:func:`wake_broker`: tasks held for a dead worker go back to the queue), then send a
-    ``continue`` task for each process of :func:`lost_processes` (the ZeroMQ ``verdi process repair``) and return
-    their pks. A process still missing after ``settle`` seconds is lost: a task in flight from a live client
-    reaches the broker within milliseconds."""
+    """Send a ``continue`` task for each process of :func:`lost_processes` (the ZeroMQ ``verdi process repair``)
+    and return their pks. A process still missing after ``settle`` seconds is lost: a task in flight from a live
+    client reaches the broker within milliseconds."""
     from aiida.manage import get_manager
 
-    wake_broker(profile)
     lost = lost_processes(profile, pks)
     if lost and settle:
         time.sleep(settle)
@@ -311,6 +312,7 @@ def start_daemon(profile, workers: int = 1, *, timeout: float = 60.0, restart: b
         result.subscribers = _wait_subscribed(profile, workers, since - 6.0 if running else since, timeout)
         if result.subscribers is not None and result.subscribers >= workers:
             result.ok = True
+            wake_broker(profile)  # tasks still held for a worker killed before the restart go back to the queue
             result.requeued = requeue_lost_processes(profile)
             break
         stop_daemon(profile, client)  # a worker missed the broker: once more from a clean state
