@@ -169,6 +169,7 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
             raise ValueError(f'family: {family!r} is not installed; choose one of {sorted(families)}')
         overrides = dict(overrides or {})
         family_overrides, label_overrides = overrides.pop(family, None), overrides.pop('label', None)
+        cls.check_overrides(protocol, overrides, 'overrides')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if not isinstance(structures, dict):
             structures = {f'structure_{i:02d}': structure for i, structure in enumerate(structures)}

@@ -79,6 +79,7 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
                            temperatures=None):
         """An untrained MTP of the protocol's level for the species of the training set and structures, motep
         settings, exploration parameters; ``codes``: ``train`` (motep) and ``explore`` (mlcampaign-explore)."""
+        cls.check_overrides(protocol, overrides, 'overrides.mtp', extra=('min_dist',))
         inputs = cls.get_protocol_inputs(protocol, overrides)
         structures = dict(structures)
         min_dist = inputs.get('min_dist')

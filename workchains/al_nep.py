@@ -208,6 +208,7 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
         """A committee of the protocol's size and nep.in settings, CPU exploration with its trust window;
         ``codes``: ``train`` (neppo or GPUMD's nep) and ``explore`` (mlcampaign-explore). For GPUMD exploration
         set ``gpumd`` and ``trust_window`` on the namespace afterwards and delete ``explore``."""
+        cls.check_overrides(protocol, overrides, 'overrides.nep')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         structures = dict(structures)
         namespace.committee_size = orm.Int(inputs['committee_size'])

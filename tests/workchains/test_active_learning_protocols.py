@@ -1,6 +1,8 @@
 """Protocols of ``mlcampaign.al.loop`` and its families (``fast``, ``balanced``, ``stringent``): each gives a
 loop that passes every launch check, with the protocol's numbers, and overrides reach loop, label and family."""
 
+import re
+
 import pytest
 from aiida import orm
 
@@ -61,3 +63,12 @@ def test_an_unknown_family_is_refused_by_name(codes, pw_code, pseudo_family):  #
     with pytest.raises(ValueError, match=r"family: 'gap' is not installed; choose one of \['emt', 'mtp', 'nep'\]"):
         ActiveLearningWorkChain.get_builder_from_protocol('gap', cu2s2_set(), [orm.StructureData(ase=cu2s2())], {},
                                                           pw_code)
+
+
+@pytest.mark.parametrize(('overrides', 'message'), [
+    ({'label_budjet': 3}, "overrides: unknown key(s) ['label_budjet']"),
+    ({'mtp': {'levl': 12}}, "overrides.mtp: unknown key(s) ['levl']"),
+])
+def test_a_misspelt_override_is_refused_by_name(codes, pw_code, pseudo_family, overrides, message):  # noqa: F811
+    with pytest.raises(ValueError, match=re.escape(message)):
+        builder_for('mtp', 'fast', codes, pw_code, pseudo_family, overrides=overrides)
