@@ -282,10 +282,8 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
 
     def evaluate_new_frames(self):
         """The exploring model scored on the new DFT frames, by the family's own evaluation."""
-        process, inputs = self._family.get_evaluation(self.inputs[self.ctx.family], self.ctx.potential,
-                                                      self.ctx.new_frames)
-        inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': self._label('evaluate')}
-        result = launch_evaluation(self, process, inputs)
+        result = launch_evaluation(self, self._family, self.inputs[self.ctx.family], self.ctx.potential,
+                                   self.ctx.new_frames, self._label('evaluate'))
         if isinstance(result, orm.ProcessNode):
             return ToContext(evaluated=result)
         self.ctx.evaluated = result

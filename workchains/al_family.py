@@ -65,9 +65,13 @@ def given(inputs, name) -> bool:
     return True
 
 
-def launch_evaluation(caller, process, inputs: dict):
-    """Run a family's evaluation under ``caller`` (a ``CrashSafeSteps`` work chain): a calcfunction runs at once
-    and its outputs come back as a dict; a calculation or work chain is submitted and its node comes back."""
+def launch_evaluation(caller, family, family_inputs, potential, frames, label: str):
+    """Score ``potential`` on ``frames`` by ``family``'s own evaluation (:meth:`~ActiveLearningIterationWorkChain.
+    get_evaluation`), under ``caller`` (a ``CrashSafeSteps`` work chain: the loop or the family) and ``label``: a
+    calcfunction runs at once and its outputs come back as a dict; a calculation or work chain is submitted and its
+    node comes back. One place for both callers, so the loop and the family score a potential the same way."""
+    process, inputs = family.get_evaluation(family_inputs, potential, frames)
+    inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': label}
     if getattr(process, 'is_process_function', False):
         return caller.run_once(process, **inputs)
     return caller.submit(process, **inputs)
@@ -193,9 +197,7 @@ class ActiveLearningIterationWorkChain(CrashSafeSteps, PluginProtocolMixin, Work
 
     def evaluate(self, potential, frames, step: str):
         """Launch :meth:`get_evaluation` under ``step``'s label (see :func:`launch_evaluation`)."""
-        process, inputs = self.get_evaluation(self.inputs, potential, frames)
-        inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': self._label(step)}
-        return launch_evaluation(self, process, inputs)
+        return launch_evaluation(self, type(self), self.inputs, potential, frames, self._label(step))
 
     def emit_statistics(self, values: dict) -> None:
         """The ``statistics`` output, created by a calcfunction from ``values`` (missing keys become None)."""
