@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from aiida_mlcampaign.cli.campaign import campaign_cli
 from aiida_mlcampaign.cli.daemon import daemon_cli
 from aiida_mlcampaign.cli.data import data_cli
 from aiida_mlcampaign.cli.structures import structures_cli
@@ -17,6 +18,7 @@ def cli():
     """Machine-learned-potential campaigns with AiiDA: set up, label, export."""
 
 
+cli.add_command(campaign_cli, name='campaign')
 cli.add_command(daemon_cli, name='daemon')
 cli.add_command(data_cli, name='data')
 cli.add_command(structures_cli, name='structures')

@@ -33,6 +33,7 @@ KNOWN_EXECUTABLES = {
     'mlp': (None, True),
     'motep': ('mlcampaign.motep.train', False),
     'mlcampaign-explore': ('mlcampaign.mtp.explore', False),
+    'mlcampaign-md': ('mlcampaign.md.cpu', False),
     'nep': ('mlcampaign.nep.train', False),
     'neppo': ('mlcampaign.nep.train', False),
     'gpumd': ('mlcampaign.gpumd.md', False),
@@ -42,7 +43,7 @@ KNOWN_EXECUTABLES = {
 #: the running interpreter, so that a job runs them under the interpreter the project is installed in, even when
 #: the job's login shell puts another Python's scripts first on PATH (a virtual environment is not activated
 #: in the job script).
-PYTHON_EXECUTABLES = ('mlcampaign-explore', 'motep', 'neppo')
+PYTHON_EXECUTABLES = ('mlcampaign-explore', 'mlcampaign-md', 'motep', 'neppo')
 
 
 @dataclasses.dataclass

@@ -115,6 +115,10 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
                    validator=_positive('label_budget', int), help='At most this many DFT labels per iteration.')
         spec.input('min_distance', valid_type=orm.Float, default=lambda: orm.Float(0.6),
                    help='Structures with atoms closer than this (Å) are never sent to DFT, whatever the family.')
+        spec.input('retrain_final', valid_type=orm.Bool, default=lambda: orm.Bool(True),
+                   help='When the last iteration added labels, fit the family once more on the final training set '
+                        '(``final_<family>``), so that the output potential has seen every label; False returns the '
+                        'last iteration\'s potential, trained before its labels were added.')
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -131,17 +135,23 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
                 ),
                 cls.decide,
             ),
+            if_(cls.should_retrain)(cls.retrain, cls.inspect_retrain),
             cls.finalize,
         )
         spec.output('potential', valid_type=orm.Data,
-                    help='The last trained potential (for a committee: the member that drove the MD).')
+                    help='The potential fitted to the final training set (retrain_final; else the last '
+                         'iteration\'s); for a committee the member that drove the MD.')
         spec.output_namespace('committee', valid_type=orm.Data, dynamic=True, required=False,
                               help='Every member of the last committee (families that train one).')
         spec.output('training_set', valid_type=TrainingSetData,
                     help='All labelled frames, including those added by the last iteration.')
         spec.output('stop_reason', valid_type=orm.Str, help='Why the loop stopped.')
         spec.output('last_iteration', valid_type=orm.Int, help='Number of the last iteration run.')
-        spec.output('summary', valid_type=orm.List, help='One dict per iteration: sizes, errors, fractions.')
+        spec.output('summary', valid_type=orm.List, help='One dict per iteration: sizes, errors, fractions, '
+                                                          'warnings.')
+        spec.output('final_statistics', valid_type=orm.Dict, required=False,
+                    help='The final fit\'s statistics (train and test errors of the output potential) when the '
+                         'loop retrained on its final training set.')
         spec.output_namespace('iterations', dynamic=True,
                               help='Per iteration: potential, committee, statistics, candidates, exploration, '
                                    'training errors, screening, training set.')
@@ -149,6 +159,7 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
         spec.exit_code(420, 'ERROR_EXPLORATION_FAILED', message='Exploration in iteration {iteration} failed.')
         spec.exit_code(430, 'ERROR_LABELLING_FAILED', message='DFT labelling in iteration {iteration} failed.')
         spec.exit_code(440, 'ERROR_EVALUATION_FAILED', message='Evaluating the model in iteration {iteration} failed.')
+        spec.exit_code(450, 'ERROR_FINAL_FIT_FAILED', message='The final fit on the whole training set failed: {why}')
 
     @classmethod
     def get_builder_from_protocol(cls, family: str, training_set, structures, codes: dict, dft_code, *,
@@ -219,16 +230,21 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
     def _record(self, name: str, node) -> None:
         self.out(f'iterations.iteration_{self.ctx.iteration:02d}.{name}', node)
 
-    def iterate(self):
-        self.ctx.row = {'iteration': self.ctx.iteration, 'training_frames': self.ctx.training_set.num_frames}
+    def _family_inputs(self, iteration: int, label: str, train_only: bool = False) -> AttributeDict:
         inputs = AttributeDict(self.exposed_inputs(self._family, namespace=self.ctx.family))
         inputs.training_set = self.ctx.training_set
         if 'test_set' in self.inputs:
             inputs.test_set = self.inputs.test_set
-        inputs.iteration = orm.Int(self.ctx.iteration)
+        inputs.iteration = orm.Int(iteration)
         inputs.label_budget = self.inputs.label_budget
         inputs.min_distance = self.inputs.min_distance
-        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label(self.ctx.family)}
+        inputs.train_only = orm.Bool(train_only)
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': label}
+        return inputs
+
+    def iterate(self):
+        self.ctx.row = {'iteration': self.ctx.iteration, 'training_frames': self.ctx.training_set.num_frames}
+        inputs = self._family_inputs(self.ctx.iteration, self._label(self.ctx.family))
         return ToContext(iterated=self.submit(self._family, **inputs))
 
     def inspect_iteration(self):
@@ -318,6 +334,9 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
         elif self.ctx.iteration >= self.ctx.last:
             self.ctx.stop_reason = f'max_iterations: {self.inputs.max_iterations.value} iteration(s) run'
         row['training_frames_after'] = self.ctx.training_set.num_frames
+        row['warnings'] = self._warnings(row)
+        for warning in row['warnings']:
+            self.report(f'WARNING iteration {self.ctx.iteration}: {warning}')
         self.ctx.summary.append(row)
         self.report(
             f'iteration {self.ctx.iteration}: {row["training_frames"]} training frames, force RMSE train '
@@ -327,6 +346,36 @@ class ActiveLearningWorkChain(CrashSafeSteps, PluginProtocolMixin, WorkChain):
         )
         if self.ctx.stop_reason is None:
             self.ctx.iteration += 1
+
+    def _warnings(self, row: dict) -> list[str]:
+        """What makes this iteration's model untrustworthy, in words: a test error that grew fourfold since the
+        previous iteration (a fit that diverged or a pool that drifted), or none measured at all."""
+        warnings = []
+        now = row.get('test_force_rmse')
+        before = self.ctx.summary[-1].get('test_force_rmse') if self.ctx.summary else None
+        if now is not None and before and now > 4.0 * before:
+            warnings.append(f'test force RMSE grew from {before:.4f} to {now:.4f} eV/Å (more than 4x): check the '
+                            'fit (training settings, new labels far from the pool)')
+        return warnings
+
+    def should_retrain(self) -> bool:
+        """The last iteration's potential was trained before its labels were added: fit once more."""
+        return self.inputs.retrain_final.value and bool(self.ctx.summary) and self.ctx.summary[-1]['labels_added'] > 0
+
+    def retrain(self):
+        inputs = self._family_inputs(self.ctx.iteration + 1, f'final_{self.ctx.family}', train_only=True)
+        return ToContext(retrained=self.submit(self._family, **inputs))
+
+    def inspect_retrain(self):
+        node = self.ctx.retrained
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_FINAL_FIT_FAILED.format(why=node.exit_message or f'exit {node.exit_status}')
+        self.ctx.potential = node.outputs.potential
+        self.ctx.committee = dict(node.outputs.committee) if 'committee' in node.outputs else {}
+        self.out('final_statistics', node.outputs.statistics)
+        statistics = node.outputs.statistics.get_dict()
+        self.report(f'final fit on {self.ctx.training_set.num_frames} frames: force RMSE train '
+                    f'{_fmt(statistics.get("train_force_rmse"))} test {_fmt(statistics.get("test_force_rmse"))} eV/Å')
 
     def finalize(self):
         self.out('potential', self.ctx.potential)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 
 from aiida import orm
-from aiida.engine import WorkChain
+from aiida.engine import ToContext, WorkChain
 
 from aiida_mlcampaign.calculations.records import iteration_statistics
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -35,7 +35,7 @@ from aiida_mlcampaign.workchains.protocol import PluginProtocolMixin
 NOT_FAMILIES = ('loop',)
 ENTRY_POINT_PREFIX = 'mlcampaign.al.'
 #: Inputs the loop gives every family; the user gives the rest under the family's namespace.
-CONTRACT_INPUTS = ('training_set', 'test_set', 'iteration', 'label_budget', 'min_distance')
+CONTRACT_INPUTS = ('training_set', 'test_set', 'iteration', 'label_budget', 'min_distance', 'train_only')
 #: The keys of every family's ``statistics`` (a value is None where the family cannot measure it).
 STATISTICS_KEYS = ('explored_frames', 'candidates', 'candidate_fraction', 'selected', 'train_force_rmse',
                    'train_energy_rmse_per_atom', 'test_force_rmse', 'test_energy_rmse_per_atom')
@@ -120,6 +120,9 @@ class ActiveLearningIterationWorkChain(CrashSafeSteps, PluginProtocolMixin, Work
                    help='Select at most this many structures for DFT.')
         spec.input('min_distance', valid_type=orm.Float, default=lambda: orm.Float(0.6),
                    help='Never select a frame with atoms closer than this (Å); the loop checks it again.')
+        spec.input('train_only', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='Train (and score on the test set) without exploring or selecting: the loop\'s final fit '
+                        'on the labels of its last iteration, and the campaign\'s final fit on the whole pool.')
         spec.output('potential', valid_type=orm.Data,
                     help='The trained potential (for a committee: the member that drove the exploration).')
         spec.output_namespace('committee', valid_type=orm.Data, dynamic=True, required=False,
@@ -171,6 +174,22 @@ class ActiveLearningIterationWorkChain(CrashSafeSteps, PluginProtocolMixin, Work
 
     def _label(self, step: str) -> str:
         return f'iteration_{self.inputs.iteration.value:02d}_{step}'
+
+    def should_explore(self) -> bool:
+        """False for a final fit (``train_only``): the model is trained and scored, nothing is explored."""
+        return not self.inputs.train_only.value
+
+    def test_only(self):
+        """Score the trained model on the test set when nothing is explored (a step of its own: it may submit)."""
+        if 'test_set' in self.inputs:
+            result = self.evaluate(self.ctx.potential, self.inputs.test_set, 'test')
+            if isinstance(result, orm.ProcessNode):
+                return ToContext(tested=result)
+            self.ctx.tested = result
+
+    def inspect_test_only(self):
+        if 'tested' in self.ctx:
+            self.take_test_errors(self.ctx.tested)
 
     def take_exploration(self, node) -> None:
         """The outputs of an exploration-driver calculation (``mlcampaign.mtp.explore`` / ``.nep.explore``):

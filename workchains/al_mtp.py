@@ -60,8 +60,12 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
         spec.outputs['potential'].valid_type = MtpPotentialData
         spec.outline(
             cls.train, cls.inspect_train,
-            cls.explore, cls.inspect_explore,
-            if_(cls.has_candidates)(cls.select),
+            if_(cls.should_explore)(
+                cls.explore, cls.inspect_explore,
+                if_(cls.has_candidates)(cls.select),
+            ).else_(
+                cls.test_only, cls.inspect_test_only,
+            ),
             cls.finalize,
         )
 

@@ -192,8 +192,10 @@ class NepIterationWorkChain(ActiveLearningIterationWorkChain):
         spec.outline(
             cls.train, cls.inspect_train,
             cls.evaluate_test_set,
-            cls.explore, cls.inspect_explore,
-            if_(cls.has_candidates)(cls.select),
+            if_(cls.should_explore)(
+                cls.explore, cls.inspect_explore,
+                if_(cls.has_candidates)(cls.select),
+            ),
             cls.finalize,
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
-from aiida.engine import calcfunction
+from aiida.engine import calcfunction, if_
 from ase.calculators.emt import EMT
 
 from aiida_mlcampaign.data.training_set import TrainingSetData
@@ -85,7 +85,7 @@ class EmtIterationWorkChain(ActiveLearningIterationWorkChain):
                    help='Largest rattle amplitude (Å).')
         spec.input('threshold', valid_type=orm.Float, default=lambda: orm.Float(0.5),
                    help='Frames whose largest EMT force is at least this (eV/Å) are candidates.')
-        spec.outline(cls.train, cls.explore, cls.select)
+        spec.outline(cls.train, if_(cls.should_explore)(cls.explore, cls.select).else_(cls.fit_only))
 
     @classmethod
     def get_evaluation(cls, inputs, potential, frames):
@@ -102,6 +102,15 @@ class EmtIterationWorkChain(ActiveLearningIterationWorkChain):
         self.ctx.candidates, self.ctx.uncertainty = outputs['candidates'], outputs['uncertainty']
         self.out('candidates', self.ctx.candidates)
         self.out('exploration', self.ctx.uncertainty)
+
+    def fit_only(self):
+        """A final fit: statistics from the test set alone."""
+        statistics = {}
+        if 'test_set' in self.inputs:
+            errors = self.evaluate(self.ctx.potential, self.inputs.test_set, 'test')['errors'].get_dict()
+            statistics.update(test_force_rmse=errors['forces_rmse'],
+                              test_energy_rmse_per_atom=errors['energy_per_atom_rmse'])
+        self.emit_statistics(statistics)
 
     def select(self):
         outputs = self.run_once(select_emt, self.ctx.candidates, self.ctx.uncertainty, self.inputs.threshold,

@@ -14,7 +14,7 @@ import pytest
 from aiida_mlcampaign.setup.profile import KNOWN_EXECUTABLES, PYTHON_EXECUTABLES, find_executable
 
 
-@pytest.mark.parametrize('name', ['mlcampaign-explore', 'neppo', 'motep'])
+@pytest.mark.parametrize('name', ['mlcampaign-explore', 'mlcampaign-md', 'neppo', 'motep'])
 def test_python_programs_come_from_this_interpreter(name, monkeypatch, tmp_path):
     """With an impostor first on PATH, the program next to this interpreter is still the one chosen."""
     impostor = tmp_path / name
@@ -37,6 +37,7 @@ def test_every_python_program_and_nep_engine_has_its_plugin():
     assert KNOWN_EXECUTABLES['neppo'] == ('mlcampaign.nep.train', False)
     assert KNOWN_EXECUTABLES['nep'] == ('mlcampaign.nep.train', False)
     assert KNOWN_EXECUTABLES['gpumd'][0] == 'mlcampaign.gpumd.md'
+    assert KNOWN_EXECUTABLES['mlcampaign-md'] == ('mlcampaign.md.cpu', False)
 
 
 def test_other_programs_come_from_path(monkeypatch, tmp_path):

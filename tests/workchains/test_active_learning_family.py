@@ -78,6 +78,13 @@ def test_a_third_family_plugs_in_by_its_entry_point(pw_code, pseudo_family, labe
             'iteration_01_merge', 'record_summary'} <= labels
     evaluate = node.base.links.get_outgoing(link_label_filter='iteration_01_evaluate').one().node
     assert evaluate.process_label == 'emt_errors'  # the family's own scoring, chosen by the family
+    # the last iteration added a label: the output potential is fitted once more, on every label
+    final = node.base.links.get_outgoing(link_label_filter='final_emt').one().node
+    assert final.is_finished_ok and final.inputs.train_only.value
+    assert final.inputs.training_set.uuid == results['training_set'].uuid
+    assert results['potential'].uuid == final.outputs.potential.uuid
+    assert 'candidates' not in final.outputs and 'selected' not in final.outputs
+    assert 'final_statistics' in results
 
 
 def test_min_distance_screens_every_family(label_inputs):  # noqa: F811

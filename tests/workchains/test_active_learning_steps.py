@@ -29,8 +29,9 @@ def seed():
 def generate_loop(label_inputs):  # noqa: F811
     """A loop (test family ``emt``) set up to its first iteration, with ``ctx`` entries replaced by ``ctx``."""
 
-    def generate(max_iterations=3, **ctx):
+    def generate(max_iterations=3, retrain_final=True, **ctx):
         builder = emt_builder(seed(), label_inputs, max_iterations=orm.Int(max_iterations),
+                              retrain_final=orm.Bool(retrain_final),
                               max_candidate_fraction=orm.Float(0.05), target_force_rmse=orm.Float(0.1))
         process = instantiate_process(get_manager().get_runner(), builder)
         process.setup()
@@ -89,3 +90,21 @@ def test_screen_keeps_safe_structures_and_reports_refused_ones(generate_loop):
     assert screen.process_label == 'screen_structures'
     record = screen.outputs.screening.get_dict()
     assert record['refused'] == ['structure_001'] and record['shortest_distances']['structure_001'] < 0.31
+
+
+@pytest.mark.parametrize(('before', 'now', 'warned'), [(0.1, 0.5, True), (0.1, 0.3, False), (None, 0.5, False)])
+def test_a_test_error_that_quadruples_is_a_warning(generate_loop, before, now, warned):
+    process = generate_loop(row={'labels_added': 2, 'candidate_fraction': 0.5, 'test_force_rmse': now})
+    process.ctx.summary = [{'iteration': 0, 'test_force_rmse': before, 'labels_added': 1}]
+    process.decide()
+    warnings = process.ctx.summary[-1]['warnings']
+    assert bool(warnings) is warned
+    if warned:
+        assert 'more than 4x' in warnings[0] and '0.1000 to 0.5000' in warnings[0]
+
+
+@pytest.mark.parametrize(('labels_added', 'retrain', 'expected'),
+                         [(2, True, True), (0, True, False), (2, False, False)])
+def test_the_final_fit_runs_when_the_last_iteration_added_labels(generate_loop, labels_added, retrain, expected):
+    process = generate_loop(retrain_final=retrain, summary=[{'iteration': 1, 'labels_added': labels_added}])
+    assert process.should_retrain() is expected
