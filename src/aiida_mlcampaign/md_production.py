@@ -61,6 +61,7 @@ import numpy as np
 
 from .exploration import (
     ENGINES,
+    GPA_PER_EV_A3,
     _dynamics,
     _finite_energy_and_forces,
     _integer,
@@ -98,7 +99,6 @@ SUMMARY_FILENAME = 'summary.json'
 DONE_MARKER = 'mlcampaign-md: done'
 ERROR_MARKER = 'mlcampaign-md: ERROR'
 
-GPA_PER_EV_A3 = 160.21766208
 FAMILIES = ('mtp', 'nep')
 ENSEMBLES = ('nvt', 'nve')
 REQUIRED_KEYS = ('temperature', 'steps', 'time_step')
