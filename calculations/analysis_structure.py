@@ -8,12 +8,13 @@ Entry points (group ``aiida.calculations``):
 * ``mlcampaign.analysis.rdf_compare`` -> :func:`compare_rdfs`: overlap score of two RDFs (outputs of
   :func:`compute_rdf`, GPUMD ``rdf.out`` files or the gpumd parser's ``rdf`` ArrayData);
 * ``mlcampaign.analysis.msd`` -> :func:`compute_msd`: per-species MSD over all time origins (FFT),
-  plus block MSDs for the error bar;
+  plus block MSDs for the error bar (as many blocks as a short run allows unless told);
 * ``mlcampaign.analysis.diffusion`` -> :func:`fit_diffusion`: D per species (± block error) from a
   :func:`compute_msd` output, a GPUMD ``msd.out`` or the gpumd parser's ``msd`` ArrayData, optionally
-  the Nernst–Einstein conductivity;
+  the Nernst–Einstein conductivity, each marked diffusive or not with warnings saying why;
 * ``mlcampaign.analysis.arrhenius`` -> :func:`fit_arrhenius`: Ea ± error from several
-  :func:`fit_diffusion` results (or plain lists of temperatures and values).
+  :func:`fit_diffusion` results (or plain lists of temperatures and values), with warnings naming
+  the temperatures whose D was not diffusive.
 
 Each returns its numbers (``ArrayData`` or ``Dict``, units in the names and in a ``units``
 attribute) and a PNG ``figure``. Bad parameters are refused by port validators before anything
@@ -299,7 +300,7 @@ _set_validators(compare_rdfs, {'rdf_a': _check_rdf_node('rdf_a'), 'rdf_b': _chec
 
 @calcfunction
 def compute_msd(trajectory: TrainingSetData | orm.SinglefileData, time_step_fs: orm.Float,
-                stride: orm.Int = 1, skip: orm.Int = 0, blocks: orm.Int = 5,
+                stride: orm.Int = 1, skip: orm.Int = 0, blocks: orm.Int | None = None,
                 file_format: orm.Str | None = None) -> dict:
     """Mean-square displacement per species over all time origins (FFT), from wrapped frames.
 
@@ -312,7 +313,10 @@ def compute_msd(trajectory: TrainingSetData | orm.SinglefileData, time_step_fs: 
     :param stride: use every stride-th frame (the MSD time step becomes stride x time_step_fs).
     :param skip: number of frames dropped at the start (equilibration) before the stride applies.
     :param blocks: the run is also cut into this many equal blocks whose MSDs give the error bar of
-        D (block averaging); 0 switches them off.
+        D (block averaging); 0 switches them off. Not given: as many as the frames allow, at most 5
+        with at least 3 frames each, none below 2 blocks (:func:`~aiida_mlcampaign.analysis.transport.auto_blocks`),
+        so that a short run still gets its MSD (fit_diffusion then judges whether it is diffusive);
+        an explicit number that leaves fewer than 3 frames per block is refused.
     :param file_format: ASE format name to force reading a SinglefileData with ase.io.
     """
     stride_value = int(_value(stride))
@@ -325,7 +329,11 @@ def compute_msd(trajectory: TrainingSetData | orm.SinglefileData, time_step_fs: 
             temperature = frame.info.get('temperature') if hasattr(frame, 'info') else None
             if temperature is not None:
                 temperatures.append(float(temperature))
-        result = accumulator.result(time_step_ps, blocks=int(_value(blocks)))
+        # Unset blocks adapt to the run (a fixed 5 refused every run under 15 frames); given ones are
+        # honoured or were refused by the validator (or, for files, by the accumulator) with the reason.
+        requested = _value(blocks)
+        num_blocks = _transport.auto_blocks(accumulator.num_frames) if requested is None else int(requested)
+        result = accumulator.result(time_step_ps, blocks=num_blocks)
     node = array_node(time_ps=result['time_ps'], msd_A2=result['msd_A2'],
                       block_time_ps=result['block_time_ps'], msd_blocks_A2=result['msd_blocks_A2'])
     attributes = {
@@ -334,7 +342,7 @@ def compute_msd(trajectory: TrainingSetData | orm.SinglefileData, time_step_fs: 
         'mean_volume_A3': result['mean_volume_A3'],
         'num_frames': result['num_frames'],
         'time_step_ps': time_step_ps,
-        'num_blocks': int(_value(blocks)),
+        'num_blocks': num_blocks,
         'max_displacement_between_frames_A': result['max_displacement_A'],
         'units': MSD_UNITS,
     }
@@ -350,7 +358,7 @@ def compute_msd(trajectory: TrainingSetData | orm.SinglefileData, time_step_fs: 
 
 def _validate_msd_inputs(inputs, _):
     trajectory = inputs.get('trajectory')
-    blocks = int(_value(inputs.get('blocks')) or 0)
+    blocks = int(_value(inputs.get('blocks')) or 0)  # not given: chosen from the frames, never refused
     if isinstance(trajectory, TrainingSetData):
         skip = int(_value(inputs.get('skip')) or 0)
         stride = int(_value(inputs.get('stride')) or 1)
@@ -462,7 +470,18 @@ def fit_diffusion(msd: orm.ArrayData | orm.SinglefileData, fit_start_ps: orm.Flo
 
     D = slope / 6 of the x+y+z MSD over the fit window (default: middle half of the lag range, of the
     block length when blocks exist); error = standard error over blocks (compute_msd blocks, or
-    equal-length appended runs of an msd.out), else the least-squares error (a lower bound).
+    equal-length appended runs of an msd.out), else the least-squares error (a lower bound). Blocks
+    too short for the window (a short run) are dropped with a warning instead of failing; a window
+    the MSD cannot fill with 2 lags is refused naming ``fit_start_ps``, ``fit_end_ps`` or ``msd``.
+
+    A slope is a D only where MSD ∝ t: short runs fit ballistic flight (MSD ∝ t², a few fs) and
+    crystals a vibration plateau, and both give plausible-looking but meaningless D and σ. So every
+    entry of ``species`` (and ``all``) also carries ``msd_exponent`` (β = d ln MSD / d ln t over the
+    window), ``msd_window_end_A2`` and ``diffusive`` (0.8 <= β <= 1.2, MSD at the window end > 1 Å²,
+    window starting at >= 0.1 ps; :func:`~aiida_mlcampaign.analysis.transport.diffusive_regime`),
+    ``conductivity`` carries ``diffusive`` and ``non_diffusive_species``, and the top-level
+    ``warnings`` (list of str) say in words what is not trustworthy and why; ``diffusive_criteria``
+    records the thresholds. The numbers are reported either way.
 
     :param msd: a compute_msd output (ArrayData), a GPUMD msd.out (SinglefileData) or the gpumd parser's msd
         ArrayData (for GPUMD data the groups are the species: group_0, ... unless group_names).
@@ -487,15 +506,22 @@ def fit_diffusion(msd: orm.ArrayData | orm.SinglefileData, fit_start_ps: orm.Flo
     volume = _value(volume_A3) if volume_A3 is not None else info.get('volume_A3')
     temperature = _value(temperature_K) if temperature_K is not None else info.get('temperature_K')
 
-    results, fits = {}, {}
+    results, fits, warnings = {}, {}, []
+
+    def collect(fit):
+        for warning in fit.pop('warnings'):
+            if warning not in warnings:  # the note on too-short blocks is the same for every species
+                warnings.append(warning)
+        return fit
+
     msd_all = info['msd_A2']
     blocks = info.get('blocks')
     for k, name in enumerate(info['species']):
-        fit = _transport.diffusion_from_msd(
+        fit = collect(_transport.diffusion_from_msd(
             info['time_ps'], msd_all[:, k], window=window,
             block_time_ps=info.get('block_time_ps'),
-            block_msd_A2=None if blocks is None else blocks[:, :, k],
-        )
+            block_msd_A2=None if blocks is None else blocks[:, :, k], label=name,
+        ))
         fit['count'] = count_map.get(name)
         results[name] = fit
         fits[name] = fit
@@ -504,16 +530,24 @@ def fit_diffusion(msd: orm.ArrayData | orm.SinglefileData, fit_start_ps: orm.Flo
         weights /= weights.sum()
         all_msd = np.einsum('tsc,s->tc', msd_all, weights)
         all_blocks = None if blocks is None else np.einsum('btsc,s->btc', blocks, weights)
-        results['all'] = _transport.diffusion_from_msd(
+        results['all'] = collect(_transport.diffusion_from_msd(
             info['time_ps'], all_msd, window=window, block_time_ps=info.get('block_time_ps'), block_msd_A2=all_blocks,
-        )
+            label='all',
+        ))
     output = {
         'species': {name: results[name] for name in info['species']},
         'temperature_K': temperature,
         'volume_A3': volume,
         'source': info['source'],
         'units': {'D_A2_per_ps': 'Å²/ps', 'D_cm2_per_s': 'cm²/s', 'window_ps': 'ps', 'temperature_K': 'K',
-                  'volume_A3': 'Å³', 'sigma_S_per_cm': 'S/cm'},
+                  'volume_A3': 'Å³', 'sigma_S_per_cm': 'S/cm', 'msd_exponent': 'dimensionless (d ln MSD / d ln t)',
+                  'msd_window_end_A2': 'Å² (x+y+z)'},
+        'diffusive_criteria': {
+            'msd_exponent_range': list(_transport.DIFFUSIVE_EXPONENT_RANGE),
+            'min_msd_window_end_A2': _transport.MIN_MSD_A2,
+            'min_window_start_ps': _transport.MIN_WINDOW_START_PS,
+        },
+        'warnings': warnings,
     }
     if 'all' in results:
         output['all'] = results['all']
@@ -536,9 +570,19 @@ def fit_diffusion(msd: orm.ArrayData | orm.SinglefileData, fit_start_ps: orm.Flo
         )
         sigma['sigma_err_S_per_cm'] = math.sqrt(variance)
         sigma['charges_e'] = {name: charge_map[name] for name in info['species']}
+        # sigma is only as good as the D of the ions that carry it (a caged framework adds ~0 and is no concern).
+        untrusted = _transport.non_diffusive_conductors(
+            sigma['sigma_by_species_S_per_cm'], {name: results[name]['diffusive'] for name in info['species']})
+        sigma['diffusive'] = not untrusted
+        sigma['non_diffusive_species'] = untrusted
+        if untrusted:
+            warnings.append(f'conductivity: σ = {sigma["sigma_S_per_cm"]:.3g} S/cm rests on the non-diffusive D of '
+                            f'{", ".join(untrusted)}; σ not trustworthy')
         output['conductivity'] = sigma
-    png = _msd.plot_msd(info['time_ps'], msd_all, info['species'], fits,
-                        title=f'T = {temperature:g} K' if temperature is not None else '')
+    title = f'T = {temperature:g} K' if temperature is not None else ''
+    if not all(results[name]['diffusive'] for name in info['species']):
+        title = f'{title}  (not diffusive: D not trustworthy)'.strip()
+    png = _msd.plot_msd(info['time_ps'], msd_all, info['species'], fits, title=title)
     return {'diffusion': orm.Dict(_json_safe(output)), 'figure': figure_node(png, 'diffusion.png')}
 
 
@@ -556,8 +600,19 @@ def _validate_diffusion_inputs(inputs, _):
         return f'fit_start_ps: must be >= 0, got {start}'
     if start is not None and end is not None and not end > start:
         return f'fit_end_ps: must be larger than fit_start_ps ({start}), got {end}'
-    charges = inputs.get('charges')
     msd = inputs.get('msd')
+    if isinstance(msd, orm.ArrayData) and 'block_starts' not in msd.get_arraynames() \
+            and {'time_ps', 'msd_A2'} <= set(msd.get_arraynames()):
+        # A compute_msd output: the window is checked here, before anything runs (GPUMD data, whose runs are
+        # chosen inside the function, is checked there with the same messages).
+        names = msd.get_arraynames()
+        blocks = msd.get_array('msd_blocks_A2') if 'msd_blocks_A2' in names else None
+        block_time = msd.get_array('block_time_ps') if blocks is not None and blocks.size else None
+        try:
+            _transport.fit_window(msd.get_array('time_ps'), (start, end), block_time)
+        except ValueError as error:
+            return str(error)
+    charges = inputs.get('charges')
     if charges is not None:
         charge_map = charges.get_dict()
         bad = [k for k, v in charge_map.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
@@ -595,24 +650,45 @@ _set_validators(fit_diffusion, {
 # ------------------------------------------------------------------------------------------ Arrhenius
 
 
-def _arrhenius_points(quantity, species, results: dict) -> tuple[list, list, list, str]:
-    """Temperatures, values and errors from fit_diffusion Dicts (sorted by input name)."""
-    temperatures, values, errors = [], [], []
+def _arrhenius_points(quantity, species, results: dict) -> tuple[list, list, list, str, list, list]:
+    """Temperatures, values, errors, axis label, warnings and flags from fit_diffusion Dicts (sorted by input name).
+
+    A warning names each input and temperature whose value rests on a non-diffusive D (``diffusive``
+    False in the fit_diffusion result; results from before that check carry no flag and give no
+    warning); ``flags`` holds that ``diffusive`` per point (None when unknown).
+    """
+    temperatures, values, errors, warnings, flags = [], [], [], [], []
     for label in sorted(results):
         data = results[label].get_dict()
         if data.get('temperature_K') is None:
             raise ValueError(f'{label}: this diffusion result has no temperature_K')
-        temperatures.append(float(data['temperature_K']))
+        temperature = float(data['temperature_K'])
+        temperatures.append(temperature)
         if quantity == 'conductivity':
             sigma = data['conductivity']
             values.append(sigma['sigma_S_per_cm'])
             errors.append(sigma.get('sigma_err_S_per_cm'))
+            flags.append(sigma.get('diffusive'))
+            if sigma.get('diffusive') is False:
+                warnings.append(f'{label} ({temperature:g} K): σ rests on the non-diffusive D of '
+                                f'{", ".join(sigma.get("non_diffusive_species") or [])}; '
+                                'its point in the fit is not trustworthy')
         else:
-            entry = data['all'] if species == 'all' else data['species'][species]
+            if species == 'all' and 'all' not in data and len(data['species']) == 1:
+                entry = next(iter(data['species'].values()))  # one species: 'all' is that species
+            else:
+                entry = data['all'] if species == 'all' else data['species'][species]
             values.append(entry['D_A2_per_ps'])
             errors.append(entry.get('D_err_A2_per_ps'))
+            flags.append(entry.get('diffusive'))
+            if entry.get('diffusive') is False:
+                beta = entry.get('msd_exponent')
+                beta = 'undefined' if beta is None else f'{beta:.2f}'
+                warnings.append(f'{label} ({temperature:g} K): D of {species} is not diffusive (MSD exponent {beta}, '
+                                f'{entry.get("msd_window_end_A2") or 0:.3g} Å² at the window end); '
+                                'its point in the fit is not trustworthy')
     unit = 'σT (S K/cm)' if quantity == 'conductivity' else f'D_{species} (Å²/ps)'
-    return temperatures, values, errors, unit
+    return temperatures, values, errors, unit, warnings, flags
 
 
 def _validate_arrhenius_inputs(inputs, _):
@@ -678,19 +754,36 @@ def fit_arrhenius(quantity: orm.Str | None = None, species: orm.Str | None = Non
     :param values: D in Å²/ps or σ in S/cm, one per temperature.
     :param errors: 1-sigma errors of the values (optional, weights the fit).
     :param diffusion_results: fit_diffusion output Dicts, each with its temperature_K.
+
+    The output's ``warnings`` (list of str) name each input and temperature whose D (or σ) was not
+    diffusive according to fit_diffusion (ballistic, caged or too short a window): Ea from such
+    points is not an activation energy of diffusion. They are still fitted so that the numbers can
+    be inspected (only a non-positive one, which ln cannot take, is left out, with a warning);
+    drop them (or run longer) for a trustworthy Ea.
     """
     if diffusion_results:
         everything_has_sigma = all('conductivity' in node.get_dict() for node in diffusion_results.values())
         kind = _value(quantity) or ('conductivity' if everything_has_sigma else 'diffusion')
         first = next(iter(diffusion_results.values())).get_dict()
         chosen = _value(species) or (next(iter(first['species'])) if len(first['species']) == 1 else 'all')
-        temps, vals, errs, label = _arrhenius_points(kind, chosen, diffusion_results)
+        temps, vals, errs, label, warnings, flags = _arrhenius_points(kind, chosen, diffusion_results)
+        # A caged run can give D <= 0, which ln D cannot hold: such a point (already flagged as not
+        # diffusive) is left out with a word instead of failing the whole fit.
+        keep = [not (flag is False and value is not None and value <= 0) for flag, value in zip(flags, vals)]
+        for kept, name, temperature, value in zip(keep, sorted(diffusion_results), temps, vals):
+            if not kept:
+                warnings.append(f'{name} ({temperature:g} K): left out of the fit, its non-diffusive value {value:.3g} '
+                                'is not positive')
+        if not all(keep):
+            temps, vals = [x for x, k in zip(temps, keep) if k], [x for x, k in zip(vals, keep) if k]
+            errs = [x for x, k in zip(errs, keep) if k]
     else:
         kind = _value(quantity) or 'diffusion'
         chosen = _value(species)
         temps, vals = temperatures.get_list(), values.get_list()
         errs = errors.get_list() if errors is not None else None
         label = 'σT (S K/cm)' if kind == 'conductivity' else 'D (Å²/ps)'
+        warnings = []  # plain numbers: nothing is known about their regime
     usable = errs is not None and all(e is not None and math.isfinite(e) and e > 0 for e in errs)
     fit = _transport.arrhenius_fit(temps, vals, errs if usable else None, quantity=kind)
     fit['species'] = chosen
@@ -699,6 +792,7 @@ def fit_arrhenius(quantity: orm.Str | None = None, species: orm.Str | None = Non
                     'values': 'S/cm' if kind == 'conductivity' else 'Å²/ps',
                     'prefactor': 'S K/cm' if kind == 'conductivity' else 'Å²/ps'}
     fit['prefactor_units'] = fit['units']['prefactor']
+    fit['warnings'] = warnings
     png = _transport.plot_arrhenius(fit, label)
     return {'arrhenius': orm.Dict(_json_safe(fit)), 'figure': figure_node(png, 'arrhenius.png')}
 

@@ -179,6 +179,7 @@ def generate_rattled_set(
     stdev: orm.Float | orm.Int,
     max_strain: orm.Float | orm.Int,
     seed: orm.Int,
+    per_species: orm.Dict | None = None,
 ) -> dict[str, orm.StructureData]:
     """``count`` strained-and-rattled copies of ``structure`` as outputs ``structure_000``, ``structure_001``, ...
 
@@ -186,6 +187,12 @@ def generate_rattled_set(
     uniform in ``[-max_strain, max_strain]``) and then rattled with ``rattle(..., stdev, s_i)``. The seeds
     ``s0, s1, ...`` come from ``numpy.random.SeedSequence(seed).spawn``, so the set is reproducible.
     Labels are zero-padded to at least three digits.
+
+    ``per_species`` (optional, ``{element: stdev in Å}``, each > 0, every element a species of
+    ``structure``): atoms of those elements are rattled with their own stdev, the others with ``stdev``
+    (the same random numbers, scaled per atom). :func:`aiida_mlcampaign.structures.variants.
+    species_rattle_amplitudes` gives amplitudes that keep stiff bonds physical. Without it every atom
+    uses ``stdev``, exactly as before the input existed.
     """
     atoms, _ = _structure_to_atoms(structure)
     n = _integer('count', count, minimum=1, maximum=MAX_SET_SIZE)
@@ -196,12 +203,19 @@ def generate_rattled_set(
     seed_value = _integer('seed', seed, minimum=0)
     if strain_value > 0 and not np.all(atoms.pbc):
         raise ValueError('structure: straining needs a structure periodic in all three directions')
+    amplitude = stdev_value
+    if per_species is not None:
+        if not isinstance(per_species, orm.Dict):
+            raise ValueError(f'per_species: expected a Dict, got {type(per_species).__name__}')
+        symbols = atoms.get_chemical_symbols()
+        given = _variants.check_per_species(per_species.get_dict(), sorted(set(symbols)))
+        amplitude = np.array([given.get(symbol, stdev_value) for symbol in symbols])
     seeds = _derived_seeds(seed_value, n + 1)
     strains = _variants.random_strains(n, strain_value, seeds[0])
     width = max(3, len(str(n - 1)))
     outputs = {}
     for i in range(n):
-        new = _variants.rattle(_variants.strain(atoms, strains[i]), stdev_value, seeds[i + 1])
+        new = _variants.rattle(_variants.strain(atoms, strains[i]), amplitude, seeds[i + 1])
         outputs[f'structure_{i:0{width}d}'] = _atoms_to_structure(new, structure, 'stdev')
     return outputs
 
@@ -215,11 +229,14 @@ def build_argyrodite_structure(
     free_anions: orm.List | None = None,
     n_mobile: orm.Int = 28,
     seed: orm.Int = 0,
+    mobile_sites: orm.List | None = None,
 ) -> orm.StructureData:
-    """Ordered 56-atom cubic argyrodite, Cu28P4S24 by default.
+    """Ordered conventional-cell cubic argyrodite, Cu28P4S24 by default.
 
     See :func:`aiida_mlcampaign.structures.argyrodite.build_argyrodite`; ``lattice_parameter`` is its ``a``
-    and ``free_anions`` the pair of species on (4a, 4c), default ``(anion, anion)``.
+    and ``free_anions`` the pair of species on (4a, 4c), default ``(anion, anion)``. ``mobile_sites`` are the
+    Wyckoff sites the mobile cation may take (out of 24g, 48h, 16e); default per element: Li on 48h only
+    (Li6PS5Cl: ``mobile='Li'``, ``free_anions=['Cl', 'S']``, ``n_mobile=24``), every other element all three.
     """
     a = _real('lattice_parameter', lattice_parameter)
     if not a > 0:
@@ -230,6 +247,8 @@ def build_argyrodite_structure(
         if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
             raise ValueError(f'free_anions: expected two element symbols for (4a, 4c), got {pair!r}')
         kwargs['free_anions'] = tuple(pair)
+    if mobile_sites is not None:
+        kwargs['mobile_sites'] = tuple(mobile_sites.get_list())
     try:
         atoms = _argyrodite.build_argyrodite(
             a,

@@ -86,12 +86,15 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
 @cli.command('quickstart')
 @click.option('--profile', 'profile_name', default='mlcampaign-quickstart', show_default=True,
               help='Embedded (sqlite + ZeroMQ) profile to create or reuse.')
-@click.option('--count', default=4, show_default=True, help='Number of rattled structures to label first.')
-@click.option('--iterations', default=2, show_default=True,
-              help='MTP active-learning iterations after the first labels (0: labels only).')
 @click.option('--mpiprocs', default=2, show_default=True, help='MPI ranks per pw.x run.')
-def quickstart_command(profile_name, count, iterations, mpiprocs):
-    """Embedded profile, real pw.x labels and MTP active learning with motep, all through the daemon."""
+@click.option('-o', '--output', default=None, help='Folder of the report (default: ./<profile>-report).')
+@click.option('--config', 'config_path', default=None, type=click.Path(dir_okay=False),
+              help='Another campaign file to run the same way (default: examples/quickstart.yaml, shipped).')
+@click.option('--timeout', default=1800.0, show_default=True, help='Give up waiting after this many seconds.')
+def quickstart_command(profile_name, mpiprocs, output, config_path, timeout):
+    """The quickstart campaign (examples/quickstart.yaml) on an embedded profile: real pw.x, MTP and NEP active
+    learning, MD, analysis and the report, all through the daemon."""
     from aiida_mlcampaign.cli.quickstart import run_quickstart
 
-    run_quickstart(profile_name=profile_name, count=count, mpiprocs=mpiprocs, iterations=iterations)
+    run_quickstart(profile_name=profile_name, mpiprocs=mpiprocs, output=output, config_path=config_path,
+                   timeout=timeout)

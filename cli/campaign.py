@@ -1,8 +1,12 @@
 """``aiida-mlcampaign campaign``: a whole campaign from one file, ``campaign.yaml`` (docs/campaign.md).
 
-``validate FILE`` checks the file (schema and consistency, no AiiDA needed) and prints the plan; with
-``-p PROFILE`` it also runs the preflight against that profile (codes, computers, pseudopotentials).
-Every problem is printed as ``FILE:LINE: dotted.path: message``; the exit code is 1 when there is one.
+* ``validate FILE`` checks the file (schema and consistency, no AiiDA needed) and prints the plan; with
+  ``-p PROFILE`` it also runs the preflight against that profile (codes, computers, pseudopotentials). Every
+  problem is printed as ``FILE:LINE: dotted.path: message``; the exit code is 1 when there is one.
+* ``launch FILE`` validates, runs the preflight and submits ``mlcampaign.campaign`` to the daemon (``--resume PK``
+  reuses every finished stage of an earlier campaign of the same study).
+* ``status PK`` shows where a campaign stands, from the graph and the process reports (``--watch``).
+* ``report``, ``query`` and ``cost``: see ``cli/campaign_report.py`` and ``cli/campaign_inspect.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from aiida_mlcampaign.campaign import CampaignConfig, ConfigError, Problem, load
 
 @click.group('campaign', context_settings={'help_option_names': ['-h', '--help']})
 def campaign_cli():
-    """Campaigns from a campaign.yaml file: validate (more to come)."""
+    """Campaigns from a campaign.yaml file: validate, launch, status, report, query, cost."""
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -101,3 +105,113 @@ def validate_command(filename, profile_name):
     else:
         click.echo(f'config OK: {config.source} (schema only; -p PROFILE also checks codes and pseudopotentials)')
     echo_plan(config)
+
+
+def load_profile_or_exit(profile_name: str | None):
+    """Load ``profile_name`` (the default profile when None) or exit with its problem in words."""
+    from aiida import load_profile
+
+    try:
+        return load_profile(profile_name, allow_switch=True)
+    except Exception as exception:  # noqa: BLE001 - aiida raises several kinds for a missing profile
+        raise click.ClickException(f'profile {profile_name!r}: {exception}') from exception
+
+
+def load_campaign(pk: int):
+    """The campaign node ``pk`` (any process of another kind is refused by name)."""
+    from aiida import orm
+
+    try:
+        node = orm.load_node(pk)
+    except Exception as exception:  # noqa: BLE001 - NotExistent, MultipleObjectsError
+        raise click.ClickException(f'PK {pk}: {exception}') from exception
+    if not (node.process_type or '').endswith('mlcampaign.campaign'):
+        raise click.ClickException(f'PK {pk}: {type(node).__name__} <{node.pk}> is not a campaign '
+                                   f'(process type {node.process_type!r})')
+    return node
+
+
+def _resume_problems(config: CampaignConfig, previous) -> list[str]:
+    from aiida_mlcampaign.workchains.campaign import RESUME_SECTIONS
+
+    before = previous.inputs.config.get_dict()
+    now = config.model_dump(mode='json')
+    return [section for section in RESUME_SECTIONS if before.get(section) != now.get(section)]
+
+
+@campaign_cli.command('launch')
+@click.argument('filename', type=click.Path(dir_okay=False))
+@click.option('-p', '--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
+@click.option('--resume', 'resume_pk', type=int, default=None,
+              help='PK of an earlier campaign of the same study (same material, dft and stages) whose finished '
+                   'stages are reused instead of run again.')
+@click.option('--no-daemon', is_flag=True, help='Do not start the daemon if it is not running.')
+def launch_command(filename, profile_name, resume_pk, no_daemon):
+    """Validate FILENAME, run the preflight, and submit the campaign to the daemon; print its PK."""
+    config = load_or_exit(filename)
+    profile = load_profile_or_exit(profile_name)
+    from aiida.engine import submit
+
+    from aiida_mlcampaign.setup.campaign_preflight import preflight
+    from aiida_mlcampaign.workchains.campaign import CampaignWorkChain
+
+    problems = preflight(config, profile)
+    echo_problems(problems, config.source)
+    if any(problem.severity == 'error' for problem in problems):
+        click.echo(f'{config.source}: not launched; fix the problems above', err=True)
+        sys.exit(1)
+    resume_from = None
+    if resume_pk is not None:
+        previous = load_campaign(resume_pk)
+        if not previous.is_terminated:
+            raise click.ClickException(
+                f'campaign <{previous.pk}> is still {previous.process_state.value}: the daemon continues it by itself '
+                f'(after a crash: aiida-mlcampaign daemon start -p {profile.name}); nothing to resume')
+        differing = _resume_problems(config, previous)
+        if differing:
+            raise click.ClickException(f'--resume {resume_pk}: the config differs in {", ".join(differing)}; a '
+                                       'resumed campaign must share material, dft and stages with the one it resumes')
+        resume_from = previous.uuid
+    builder = CampaignWorkChain.get_builder_from_config(config, resume_from=resume_from)
+    if not no_daemon:
+        from aiida.engine.daemon.client import get_daemon_client
+
+        from aiida_mlcampaign.setup.daemon import circus_running, start_daemon
+
+        if not circus_running(get_daemon_client(profile.name)):
+            for line in start_daemon(profile).lines():
+                click.echo(line)
+    node = submit(builder)
+    click.echo(f'submitted campaign {config.campaign.name}: CampaignWorkChain<{node.pk}>'
+               + (f' (resuming <{resume_pk}>)' if resume_pk is not None else ''))
+    click.echo(f'watch it:  aiida-mlcampaign campaign status -p {profile.name} {node.pk} --watch')
+    click.echo(f'report:    aiida-mlcampaign campaign report -p {profile.name} {node.pk} -o report-{node.pk}')
+    click.echo(f'stop the daemon when done:  verdi -p {profile.name} daemon stop')
+    return node
+
+
+@campaign_cli.command('status')
+@click.argument('pk', type=int)
+@click.option('-p', '--profile', 'profile_name', default=None, help='AiiDA profile (default: the default profile).')
+@click.option('--watch', 'watch', type=float, default=None, is_flag=False, flag_value=10.0,
+              help='Refresh every N seconds (default 10) until the campaign terminates.')
+def status_command(pk, profile_name, watch):
+    """Where campaign PK stands: stage, active learning per family, jobs per computer, warnings, time."""
+    import time
+
+    load_profile_or_exit(profile_name)
+    from aiida_mlcampaign.cli.campaign_status import campaign_status, render_status
+
+    while True:
+        node = load_campaign(pk)
+        status = campaign_status(node)
+        if watch is not None:
+            click.clear()
+        click.echo(render_status(status))
+        if watch is None or node.is_terminated:
+            break
+        time.sleep(watch)
+
+
+# The other commands of the group, each in its own module (imported last: they import this one).
+from aiida_mlcampaign.cli import campaign_inspect, campaign_report  # noqa: E402,F401

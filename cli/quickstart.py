@@ -1,177 +1,146 @@
-"""The README quickstart: embedded profile, real pw.x labels and real MTP active learning on the daemon.
+"""The README quickstart: the campaign of ``examples/quickstart.yaml`` on an embedded profile, through the daemon.
 
-It shows a whole (small) campaign on a laptop: an 8-atom Cu3PS4 cell (zincblende-derived, the
-smallest cell with the model case's three elements) is rattled and strained into a few structures
-with provenance, labelled with pw.x by ``mlcampaign.dft.label``, then ``mlcampaign.al.loop`` fits
-a moment tensor potential with motep, explores with MD while grading the extrapolation, sends the
-D-optimal extrapolative frames to pw.x and retrains. DFT settings are demo-grade (Γ point, low
-cutoffs) so that it finishes in minutes on 2 cores.
+It is the whole study on a laptop, in minutes: an 8-atom Cu3PS4 cell (zincblende-derived, the smallest cell with
+the model case's three elements) is relaxed, rattled and labelled with pw.x, a short AIMD gives the DFT reference,
+a moment tensor potential (motep) and a NEP (neppo) are each trained by active learning on one pool of labels,
+refitted on the final pool, scored on the same test set, run in MD, and analysed against the AIMD (RDF, VDOS,
+MSD, speed); the report is written as HTML and markdown. DFT settings are demo-grade (Γ point, low cutoffs):
+the numbers show the workflow, not converged physics.
+
+Why the quickstart is the campaign itself: what a newcomer runs first is then what they run on a cluster, with
+the same file format, the same ``campaign status``/``report``/``query``/``cost`` commands and the same graph.
 """
 
 from __future__ import annotations
 
+import pathlib
 import time
+from importlib.resources import files
 
 import click
-import numpy as np
 
-DEMO_DFT = {'kpoints_distance': 1.5}  # Γ only for the 5.35 Å cell: demo speed, not converged physics
-
-
-def demo_structure():
-    """Cu3PS4 on a zincblende lattice (a = 5.35 Å): Cu/P on fcc sites, S on tetrahedral sites."""
-    from ase import Atoms
-
-    a = 5.35
-    fcc = [(0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)]
-    tetra = [(0.25, 0.25, 0.25), (0.25, 0.75, 0.75), (0.75, 0.25, 0.75), (0.75, 0.75, 0.25)]
-    return Atoms('Cu3PS4', scaled_positions=fcc + tetra, cell=[a, a, a], pbc=True)
+#: The file the quickstart runs (a copy of examples/quickstart.yaml, shipped with the package).
+QUICKSTART_CONFIG = 'campaign-quickstart.yaml'
 
 
-def _wait(node, start: float, timeout: float, profile_name: str):
-    while not node.is_terminated:
-        if time.monotonic() - start > timeout:
-            raise click.ClickException(f'{node.process_label}<{node.pk}> did not finish within {timeout} s')
-        time.sleep(2)
-    if not node.is_finished_ok:
-        raise click.ClickException(f'{node.process_label}<{node.pk}> failed: exit status {node.exit_status}. '
-                                   f'See: verdi -p {profile_name} process report {node.pk}')
+def quickstart_config_path() -> pathlib.Path:
+    return pathlib.Path(str(files('aiida_mlcampaign.setup') / 'templates' / QUICKSTART_CONFIG))
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
-def check_options(*, count: int, mpiprocs: int, iterations: int, timeout: float = 1800.0) -> None:
-    """Refuse options that could only fail later, before a profile is made or any pw.x runs.
-
-    The active-learning part holds one labelled frame out as its test set, so it needs at least two labels.
-    """
+def check_options(*, mpiprocs: int, timeout: float = 1800.0) -> None:
+    """Refuse options that could only fail later, before a profile is made or any pw.x runs."""
     problems = []
-    for name, value, lowest in (('--count', count, 1), ('--mpiprocs', mpiprocs, 1), ('--iterations', iterations, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            problems.append(f'{name}: must be an integer >= {lowest}, got {value!r}')
-    if not problems and iterations > 0 and count < 2:
-        problems.append(f'--count: active learning (--iterations {iterations}) holds one labelled frame out as its '
-                        f'test set and needs at least 2 structures, got {count} (or give --iterations 0)')
+    if isinstance(mpiprocs, bool) or not isinstance(mpiprocs, int) or mpiprocs < 1:
+        problems.append(f'--mpiprocs: must be an integer >= 1, got {mpiprocs!r}')
     if not timeout > 0:
-        problems.append(f'timeout: must be positive, got {timeout!r}')
+        problems.append(f'--timeout: must be positive, got {timeout!r}')
     if problems:
         raise click.UsageError('; '.join(problems))
 
 
-def run_quickstart(profile_name: str = 'mlcampaign-quickstart', count: int = 4, mpiprocs: int = 2,
-                   iterations: int = 2, timeout: float = 1800.0) -> int:
-    from aiida import orm
+class Progress:
+    """Prints the campaign's process reports (and its active-learning loops') as they come: the newcomer sees
+    each stage start and each iteration's errors, not ten silent minutes."""
+
+    def __init__(self, node, start: float):
+        self.node, self.start, self.last = node, start, 0
+
+    def _watched(self) -> list[int]:
+        from aiida.common.links import LinkType
+
+        pks = [self.node.pk]
+        self._labels = {}
+        for link in self.node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all():
+            if link.link_label.startswith(('al_', 'seed_', 'final_')):
+                pks.append(link.node.pk)
+                self._labels[link.node.pk] = link.link_label
+        return pks
+
+    def poll(self) -> None:
+        from aiida import orm
+
+        from aiida_mlcampaign.cli.campaign_status import report_text
+
+        query = orm.QueryBuilder().append(orm.Log, filters={'dbnode_id': {'in': self._watched()},
+                                                            'id': {'>': self.last}},
+                                          project=['id', 'message', 'dbnode_id'])
+        for pk, message, node in sorted(query.all()):
+            self.last = max(self.last, pk)
+            if 'reusing' in message or 'submitted before a restart' in message:
+                continue
+            where = '' if node == self.node.pk else f'[{self._labels.get(node, "")}] '
+            click.echo(f'[{_clock(time.monotonic() - self.start)}] {where}{report_text(message)}')
+
+
+def _clock(seconds: float) -> str:
+    return f'{int(seconds) // 60:02d}:{int(seconds) % 60:02d}'
+
+
+def run_quickstart(profile_name: str = 'mlcampaign-quickstart', mpiprocs: int = 2, output: str | None = None,
+                   config_path: str | None = None, timeout: float = 1800.0) -> int:
+    """Set up the embedded profile, launch the quickstart campaign, follow it, write the report; its PK."""
     from aiida.engine import submit
-    from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_mlcampaign.calculations.structures import generate_rattled_set
+    from aiida_mlcampaign.cli.campaign import load_or_exit
+    from aiida_mlcampaign.cli.campaign_status import campaign_status, render_status
     from aiida_mlcampaign.setup import profile as profile_setup
+    from aiida_mlcampaign.setup.campaign_preflight import preflight
+    from aiida_mlcampaign.setup.daemon import start_daemon
     from aiida_mlcampaign.setup.pseudos import install_pseudo_family
-    from aiida_mlcampaign.workchains.dft_label import DftLabelWorkChain
+    from aiida_mlcampaign.workchains.campaign import CampaignWorkChain
 
-    check_options(count=count, mpiprocs=mpiprocs, iterations=iterations, timeout=timeout)
+    check_options(mpiprocs=mpiprocs, timeout=timeout)
     start = time.monotonic()
+    config = load_or_exit(config_path or str(quickstart_config_path()))
     profile, created = profile_setup.ensure_profile(profile_name, storage='sqlite', broker='zeromq')
     click.echo(f'profile {profile.name} ({"created" if created else "reused"}; sqlite + ZeroMQ, no services)')
     computer = profile_setup.ensure_localhost(mpiprocs=mpiprocs)
     codes = profile_setup.discover_codes(computer)
-    missing = [name for name in ('pw.x', 'motep', 'mlcampaign-explore') if name not in codes]
-    if 'pw.x' in missing or (iterations and missing):
-        raise click.ClickException(f'not found on PATH: {missing} (apt-get install quantum-espresso; '
-                                   'pip install aiida-mlcampaign)')
-    family = install_pseudo_family()
+    needed = {'pw.x', 'motep', 'neppo', 'mlcampaign-explore', 'mlcampaign-md'}
+    missing = sorted(needed - set(codes))
+    if missing:
+        raise click.ClickException(f'not found on PATH: {missing} (apt-get install quantum-espresso; pip install '
+                                   '"aiida-mlcampaign[nep-cpu]")')
+    family = install_pseudo_family(label=config.dft.pseudo_family, elements=config.species())
     click.echo(f'pseudopotentials: {family.label} ({len(family.nodes)} elements, generated with ld1.x)')
-
-    base = orm.StructureData(ase=demo_structure())
-    rattled = generate_rattled_set(base, orm.Int(count), orm.Float(0.05), orm.Float(0.02), orm.Int(7))
-    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': mpiprocs}, 'max_wallclock_seconds': 1800}
-    builder = DftLabelWorkChain.get_builder_from_protocol(
-        codes['pw.x'], dict(sorted(rattled.items())), protocol='fast', pseudo_family=family.label,
-        overrides={'dft': DEMO_DFT, 'origin': 'quickstart-rattle'}, options=options,
-    )
-    builder.max_concurrent = orm.Int(1)
-
-    client = get_daemon_client(profile.name)
-    if not client.is_daemon_running:
-        client.start_daemon(number_workers=1)
-    node = submit(builder)
-    click.echo(f'submitted DftLabelWorkChain<{node.pk}> to the daemon; watch it with: '
-               f'verdi -p {profile.name} process list')
-    _wait(node, start, timeout, profile.name)
-
-    training_set = node.outputs.training_set
-    pw_walltime = sum(
-        calc.outputs.output_parameters['wall_time_seconds']
-        for calc in node.called_descendants
-        if calc.process_type and calc.process_type.endswith('quantumespresso.pw') and calc.is_finished_ok
-    )
-    natoms = training_set.get_array('natoms')
-    energies = training_set.get_array('energies') / natoms
-    forces = np.linalg.norm(training_set.get_array('forces'), axis=1)
+    problems = [problem for problem in preflight(config, profile) if problem.severity == 'error']
+    if problems:
+        raise click.ClickException('preflight: ' + '; '.join(problem.format(config.source) for problem in problems))
     click.echo('')
-    _table([
-        ('frames', f'{training_set.num_frames}'),
-        ('energy range (eV/atom)', f'{energies.min():.4f} .. {energies.max():.4f}'),
-        ('max |force| (eV/Å)', f'{forces.max():.3f}'),
-        ('pw.x wall time (s)', f'{pw_walltime:.1f}'),
-        ('total wall time (s)', f'{time.monotonic() - start:.1f}'),
-        ('TrainingSetData PK', f'{training_set.pk}'),
-    ])
-    click.echo(f'\nexport: aiida-mlcampaign data -p {profile.name} export {training_set.pk} -o train.xyz')
-    if iterations:
-        run_active_learning(profile.name, codes, family.label, base, training_set, builder, iterations,
-                            start, timeout)
-    return training_set.pk
+    from aiida_mlcampaign.cli.campaign import echo_plan
 
-
-def run_active_learning(profile_name, codes, family_label, base, labelled, label_builder, iterations, start,
-                        timeout):
-    """Two (or ``iterations``) MTP active-learning iterations, one frame held out as the test set."""
-    from aiida import orm
-    from aiida.engine import submit
-
-    from aiida_mlcampaign.calculations.training_set import split_training_set
-    from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
-    from aiida_mlcampaign.workchains.active_learning import ActiveLearningWorkChain
-
-    split = split_training_set(labelled, orm.Float(0.25), orm.Int(0))
-    builder = ActiveLearningWorkChain.get_builder()
-    builder.training_set = split['train']
-    builder.test_set = split['test']
-    builder.mtp.potential = MtpPotentialData.from_template(6, ['Cu', 'P', 'S'], min_dist=1.8, max_dist=5.0)
-    builder.mtp.train.code = codes['motep']
-    builder.mtp.train.settings = orm.Dict({'max_iter': 300, 'seed': 1})
-    builder.mtp.explore.code = codes['mlcampaign-explore']
-    builder.mtp.explore.structures = {'cu3ps4': base}
-    builder.mtp.explore.parameters = orm.Dict({'temperatures': [300.0, 600.0], 'seeds': [1, 2], 'steps': 200,
-                                               'time_step': 1.0, 'grade_every': 10})
-    for key in ('dft', 'pseudo_family', 'conv_thr_per_atom', 'max_failed_fraction', 'min_distance'):
-        setattr(builder.label, key, label_builder[key])
-    builder.label.max_concurrent = orm.Int(1)
-    builder.label_budget = orm.Int(3)
-    builder.max_iterations = orm.Int(iterations)
-    node = submit(builder)
-    click.echo(f'\nsubmitted ActiveLearningWorkChain<{node.pk}> (MTP level 06, motep + pw.x, {iterations} '
-               f'iterations at most)')
-    _wait(node, start, timeout, profile_name)
-
-    rows = [('iteration', 'training frames', 'force RMSE train', 'force RMSE test', 'candidate fraction',
-             'labels added')]
-    for row in node.outputs.summary.get_list():
-        rows.append((str(row['iteration']), str(row['training_frames']), _fmt(row.get('train_force_rmse')),
-                     _fmt(row.get('test_force_rmse')), f"{row['candidate_fraction']:.3f}", str(row['labels_added'])))
+    echo_plan(config)
+    daemon = start_daemon(profile)
+    if not daemon.ok:
+        raise click.ClickException('; '.join(daemon.lines()))
+    node = submit(CampaignWorkChain.get_builder_from_config(config))
+    click.echo(f'\nsubmitted campaign {config.campaign.name}: CampaignWorkChain<{node.pk}> (the daemon runs it; '
+               'progress below)')
+    progress = Progress(node, start)
+    while not node.is_terminated:
+        progress.poll()
+        if time.monotonic() - start > timeout:
+            raise click.ClickException(f'campaign <{node.pk}> did not finish within {timeout:.0f} s; it goes on in '
+                                       f'the daemon: aiida-mlcampaign campaign status -p {profile.name} {node.pk}')
+        time.sleep(3)
+    progress.poll()
     click.echo('')
-    _table(rows)
-    click.echo(f'\nstop reason: {node.outputs.stop_reason.value}')
-    potential = node.outputs.potential
-    click.echo(f'potential: MtpPotentialData<{potential.pk}> (verdi -p {profile_name} node repo cat {potential.pk} '
-               f'{potential.filename} > pot.mtp); training set: TrainingSetData<{node.outputs.training_set.pk}>; '
-               f'total wall time {time.monotonic() - start:.0f} s')
+    click.echo(render_status(campaign_status(node)))
+    if not node.is_finished_ok:
+        raise click.ClickException(f'campaign <{node.pk}> failed: exit status {node.exit_status} '
+                                   f'({node.exit_message}). See: verdi -p {profile.name} process report {node.pk}')
+    from aiida_mlcampaign.cli.campaign_report import write_report
 
-
-def _fmt(value) -> str:
-    return '-' if value is None else f'{value:.4f} eV/Å'
+    target = pathlib.Path(output or f'{profile.name}-report').resolve()
+    paths = write_report(node, target)
+    click.echo(f'\nreport: {paths["html"]} (also {paths["markdown"].name}, figures/)')
+    click.echo(f'total wall time {time.monotonic() - start:.0f} s\n')
+    click.echo('look further:')
+    for line in (f'aiida-mlcampaign campaign status -p {profile.name} {node.pk}',
+                 f'aiida-mlcampaign campaign query  -p {profile.name} {node.pk}',
+                 f'aiida-mlcampaign campaign cost   -p {profile.name} {node.pk}',
+                 f'aiida-mlcampaign data -p {profile.name} export {node.outputs.training_set.pk} -o train.xyz',
+                 f'verdi -p {profile.name} process report {node.pk}'):
+        click.echo(f'  {line}')
+    click.echo(f'the daemon is still running; stop it with:  verdi -p {profile.name} daemon stop')
+    return node.pk

@@ -187,6 +187,19 @@ def test_candidates_per_walker_are_capped(tmp_path):
     assert summary['totals']['candidate_fraction'] == pytest.approx(walker['above_select'] / walker['graded'])
 
 
+def test_no_break_threshold_walkers_go_on(tmp_path):
+    """break_threshold None (the MTP family's young potential): grades above 10 no longer stop a walker."""
+    settings = {**BASE, 'temperatures': [3000], 'break_threshold': None, 'min_distance': 1.5}
+    summary, frames, _ = _run(tmp_path, settings, [_start()])
+    assert summary['settings']['break_threshold'] is None
+    assert summary['totals']['break'] == 0
+    for walker in summary['walkers']:
+        assert walker['stop_reason'] in ('completed', 'exploded')
+        assert walker['max_grade'] > 10  # a break at 10 would have ended it
+    with_break = _run(tmp_path, {**settings, 'break_threshold': 10.0}, [_start()], name='with_break')[0]
+    assert sum(w['steps_run'] for w in summary['walkers']) > sum(w['steps_run'] for w in with_break['walkers'])
+
+
 def test_npt_berendsen_runs(tmp_path):
     settings = {**BASE, 'temperatures': [300], 'seeds': [3], 'steps': 100, 'ensemble': 'npt', 'pressure': 0.0}
     summary, _, _ = _run(tmp_path, settings, [_start()])
@@ -249,6 +262,8 @@ def test_settings_defaults():
     ({'select_threshold': 0.5}, 'select_threshold: must be >= 1'),
     ({'break_threshold': 2.0}, r'break_threshold: must be > select_threshold \(2.1\)'),
     ({'explode_grade': 5.0}, r'explode_grade: must be > break_threshold \(10.0\)'),
+    ({'break_threshold': None, 'explode_grade': 2.0}, r'explode_grade: must be > select_threshold \(2.1\)'),
+    ({'break_threshold': 'none'}, 'break_threshold: must be a finite number'),
     ({'min_distance': -1}, 'min_distance: must be >= 0'),
     ({'max_candidates_per_walker': -1}, 'max_candidates_per_walker: must be an integer >= 0'),
     ({'ensemble': 'nve'}, "ensemble: must be one of \\['nvt', 'npt'\\]"),

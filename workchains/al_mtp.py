@@ -4,6 +4,12 @@ motep fits the MTP; the exploration MD grades every frame with mlip-2's extrapol
 grade against the training set's active set) and keeps the extrapolative ones as candidates; a D-optimal
 (MaxVol, ``select-add``) subset of those, within the label budget, is selected for DFT. The test set, when
 given, is scored by a ``MotepEvaluateCalculation`` submitted beside the exploration.
+
+A young potential (fewer than ``young_training_frames`` training frames) is explored without the break
+threshold (:func:`young_exploration_parameters`): its active set is built from a handful of frames, so even
+sound frames grade 1e8-1e18 (measured on an 8-atom Cu3PS4 cell with 2 training frames) and a break at 10
+would stop every walker at its first grade check, 10 fs into the run. Its walkers stop only when they explode
+(or complete); ``max_candidates_per_walker`` still caps what each saves.
 """
 
 from __future__ import annotations
@@ -16,11 +22,39 @@ from aiida_mlcampaign.calculations.explore import MtpExploreCalculation
 from aiida_mlcampaign.calculations.motep import MotepEvaluateCalculation, MotepTrainCalculation
 from aiida_mlcampaign.calculations.selection import select_for_labelling
 from aiida_mlcampaign.data.mtp_potential import MtpPotentialData
+from aiida_mlcampaign.exploration import check_explore_settings
 from aiida_mlcampaign.workchains.al_family import (
     ActiveLearningIterationWorkChain,
     shortest_distance,
     species_of,
 )
+
+
+def young_exploration_parameters(parameters: dict, training_frames: int, young_training_frames: int,
+                                 young_break_threshold: float | None = None) -> tuple[dict, str | None]:
+    """The exploration ``parameters`` for a potential trained on ``training_frames`` frames, and why they changed.
+
+    A potential is young while ``training_frames < young_training_frames``. Then the break threshold becomes
+    ``max(break_threshold, young_break_threshold)``, or none at all (``break_threshold`` None: walkers stop only
+    when they explode or complete) when ``young_break_threshold`` is None or would not stay below the
+    ``explode_grade`` given. Returns ``(parameters, None)`` unchanged for a mature potential or when the rule
+    changes nothing; else a new dict and a sentence for the process report.
+    """
+    if training_frames >= young_training_frames:
+        return parameters, None
+    settings = check_explore_settings(dict(parameters))
+    old, explode = settings['break_threshold'], settings['explode_grade']
+    if old is None:
+        return parameters, None
+    new = None if young_break_threshold is None else max(old, float(young_break_threshold))
+    if new is not None and explode is not None and not new < explode:
+        new = None
+    if new == old:
+        return parameters, None
+    what = ('none (walkers stop only when they explode or complete)' if new is None else f'{new:g}')
+    return ({**parameters, 'break_threshold': new},
+            f'young potential ({training_frames} training frame(s) < young_training_frames {young_training_frames}): '
+            f'exploration break_threshold {old:g} -> {what}')
 
 
 def validate_inputs(inputs, _):
@@ -40,6 +74,20 @@ def validate_inputs(inputs, _):
     return None
 
 
+def _validate_young_frames(value, _):
+    if value is not None and value.value < 0:
+        return f'young_training_frames: must be >= 0, got {value.value}'
+    return None
+
+
+def _validate_young_break(value, _):
+    import math
+
+    if value is not None and not (math.isfinite(value.value) and value.value >= 1.0):
+        return f'young_break_threshold: must be a finite grade >= 1, got {value.value}'
+    return None
+
+
 class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
     """Fit the MTP with motep, explore with extrapolation grading, select D-optimally."""
 
@@ -56,6 +104,14 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
                            namespace_options={'help': 'Exploration MD (code, structures, parameters).'})
         spec.input('select_add_threshold', valid_type=orm.Float, default=lambda: orm.Float(1.1),
                    help='MaxVol swap threshold of the D-optimal selection (mlp select-add --select-threshold).')
+        spec.input('young_training_frames', valid_type=orm.Int, default=lambda: orm.Int(50),
+                   validator=_validate_young_frames,
+                   help='While the training set has fewer frames, the potential is young: its exploration gets '
+                        'young_break_threshold instead of the break threshold (0: never).')
+        spec.input('young_break_threshold', valid_type=orm.Float, required=False,
+                   validator=_validate_young_break,
+                   help='Break threshold of a young potential\'s exploration, max(it, explore.parameters\' '
+                        'break_threshold); not given: no break at all, walkers stop only when they explode.')
         spec.inputs.validator = validate_inputs
         spec.outputs['potential'].valid_type = MtpPotentialData
         spec.outline(
@@ -83,7 +139,7 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
                            temperatures=None):
         """An untrained MTP of the protocol's level for the species of the training set and structures, motep
         settings, exploration parameters; ``codes``: ``train`` (motep) and ``explore`` (mlcampaign-explore)."""
-        cls.check_overrides(protocol, overrides, 'overrides.mtp', extra=('min_dist',))
+        cls.check_overrides(protocol, overrides, 'overrides.mtp', extra=('min_dist', 'young_break_threshold'))
         inputs = cls.get_protocol_inputs(protocol, overrides)
         structures = dict(structures)
         min_dist = inputs.get('min_dist')
@@ -94,6 +150,9 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
             max_dist=inputs['max_dist'])
         cls.fill_train_and_explore(namespace, inputs, codes, structures, temperatures)
         namespace.select_add_threshold = orm.Float(inputs['select_add_threshold'])
+        namespace.young_training_frames = orm.Int(inputs['young_training_frames'])
+        if inputs.get('young_break_threshold') is not None:
+            namespace.young_break_threshold = orm.Float(inputs['young_break_threshold'])
 
     def train(self):
         self.ctx.statistics = {}
@@ -120,6 +179,13 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
         inputs = AttributeDict(self.exposed_inputs(MtpExploreCalculation, namespace='explore'))
         inputs.potential = self.ctx.potential
         inputs.training_set = self.inputs.training_set
+        young_break = self.inputs.get('young_break_threshold')
+        parameters, why = young_exploration_parameters(
+            inputs.parameters.get_dict(), self.inputs.training_set.num_frames, self.inputs.young_training_frames.value,
+            None if young_break is None else young_break.value)
+        if why is not None:
+            self.report(why)
+            inputs.parameters = orm.Dict(parameters)
         inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': self._label('explore')}
         futures = {'explored': self.submit(MtpExploreCalculation, **inputs)}
         if 'test_set' in self.inputs:  # beside the exploration: a step that submits does nothing else
@@ -128,7 +194,13 @@ class MtpIterationWorkChain(ActiveLearningIterationWorkChain):
 
     def inspect_explore(self):
         node = self.ctx.explored
-        if not node.is_finished_ok:
+        exploded = node.exit_status == MtpExploreCalculation.exit_codes.ERROR_ALL_WALKERS_EXPLODED.status
+        if exploded and 'candidates' in node.outputs and node.outputs.candidates.num_frames > 0:
+            # A young potential explored with no break (young_training_frames): walkers run until they explode,
+            # and the frames they saved on the way are exactly what it must learn next.
+            self.report(f'every walker exploded, after saving {node.outputs.candidates.num_frames} candidate '
+                        'frame(s); selecting from them')
+        elif not node.is_finished_ok:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(why=f'exit status {node.exit_status}')
         self.take_exploration(node)
         if 'tested' in self.ctx:

@@ -31,7 +31,9 @@ What a walker does (one walker per temperature x seed x starting structure):
      ``min_distance``, a grade that is not finite, or a grade above ``explode_grade`` (when set): the frame is
      garbage, it is discarded (neither counted as graded nor saved) and the walker stops
      (``stop_reason = 'exploded'``);
-   * above the break threshold: saved as a candidate, then the walker stops (``'break'``);
+   * above the break threshold: saved as a candidate, then the walker stops (``'break'``); with
+     ``break_threshold`` None there is no break, and a walker stops only when it explodes or completes (the
+     MTP family uses that for a young potential, whose sound frames grade far above any sensible break);
    * above the select threshold: saved as a candidate, the walker goes on;
    * otherwise nothing is saved; a walker that reaches ``steps`` ends with ``'completed'``.
 
@@ -157,7 +159,8 @@ def check_explore_settings(settings: dict) -> dict:
     ``time_step`` (fs, > 0), ``grade_every`` (> 0, <= steps). Optional (default):
     ``family`` ('mtp' or 'nep'; kept in the result only for 'nep'), ``ensemble`` ('nvt'),
     ``select_threshold`` (mtp: 2.1, >= 1; nep: 0.1 eV/Å, > 0), ``break_threshold`` (mtp: 10, nep: 0.5 eV/Å;
-    > select), ``explode_grade`` (None = off; else > break), ``min_distance`` (0.6 Å, >= 0),
+    > select; None = no break: a walker stops only when it explodes or completes), ``explode_grade`` (None =
+    off; else > break, or > select without a break), ``min_distance`` (0.6 Å, >= 0),
     ``max_candidates_per_walker`` (20, >= 0), ``engine`` ('cext', motep's engine; mtp only). With ``nvt``:
     ``friction`` (0.02 fs^-1, > 0). With ``npt`` (NPTBerendsen, isotropic): ``pressure``
     (0 GPa), ``compressibility`` (0.01 GPa^-1, > 0), ``taut`` (100 fs, > 0), ``taup`` (1000 fs, > 0).
@@ -216,17 +219,18 @@ def check_explore_settings(settings: dict) -> dict:
         result['select_threshold'] = _number(merged, 'select_threshold', at_least=1.0)
     else:
         result['select_threshold'] = _number(merged, 'select_threshold', above=0.0)
-    result['break_threshold'] = _number(merged, 'break_threshold')
-    if not result['break_threshold'] > result['select_threshold']:
+    result['break_threshold'] = None if merged['break_threshold'] is None else _number(merged, 'break_threshold')
+    if result['break_threshold'] is not None and not result['break_threshold'] > result['select_threshold']:
         raise ValueError(
             f"break_threshold: must be > select_threshold ({result['select_threshold']}), "
             f"got {result['break_threshold']}"
         )
     result['explode_grade'] = None if merged['explode_grade'] is None else _number(merged, 'explode_grade')
-    if result['explode_grade'] is not None and not result['explode_grade'] > result['break_threshold']:
-        raise ValueError(
-            f"explode_grade: must be > break_threshold ({result['break_threshold']}), got {result['explode_grade']}"
-        )
+    if result['explode_grade'] is not None:
+        floor, name = ((result['break_threshold'], 'break_threshold') if result['break_threshold'] is not None
+                       else (result['select_threshold'], 'select_threshold'))
+        if not result['explode_grade'] > floor:
+            raise ValueError(f"explode_grade: must be > {name} ({floor}), got {result['explode_grade']}")
     result['min_distance'] = _number(merged, 'min_distance', at_least=0.0)
     result['max_candidates_per_walker'] = _integer(merged, 'max_candidates_per_walker', 0)
     if family == 'mtp':
@@ -505,7 +509,7 @@ def _run_walker(index: int, start_index: int, start, temperature: float, seed: i
                     'start': start_index, 'origin': 'explore',
                 })
                 record['candidates'] += 1
-        if above(gamma, break_):
+        if break_ is not None and above(gamma, break_):
             relation = '>' if family.name == 'mtp' else '>='
             return stop('break', step, f'grade {gamma:.6g} {relation} break_threshold {break_:g}')
     return stop('completed', settings['steps'])

@@ -36,12 +36,21 @@ def test_linear_msd_gives_d_exactly():
 def test_window_refusals():
     time = np.linspace(0, 1, 11)
     msd = np.ones((11, 3))
-    with pytest.raises(ValueError, match='fit_window: end 2'):
+    # The field to change is named (fit_diffusion's inputs), never a bare 'window'.
+    with pytest.raises(ValueError, match=r'fit_end_ps: 2 ps exceeds the longest lag of the MSD \(1 ps\)'):
         diffusion_from_msd(time, msd, window=(0.1, 2.0))
-    with pytest.raises(ValueError, match='fit_window: need 0 <= start < end'):
+    with pytest.raises(ValueError, match=r'fit_end_ps: must be larger than fit_start_ps \(0.5 ps\)'):
         diffusion_from_msd(time, msd, window=(0.5, 0.2))
-    with pytest.raises(ValueError, match='window: a line needs at least 2 points'):
+    with pytest.raises(ValueError, match='fit_start_ps: the fit window 0.51-0.55 ps holds 0 lag time'):
         diffusion_from_msd(time, msd, window=(0.51, 0.55))
+    with pytest.raises(ValueError, match='fit_start_ps: 0.9 ps is not below the default window end'):
+        diffusion_from_msd(time, msd, window=(0.9, None))
+    with pytest.raises(ValueError, match='fit_start_ps: must be >= 0'):
+        diffusion_from_msd(time, msd, window=(-0.1, None))
+    with pytest.raises(ValueError, match='msd: too short to fit: the default window'):
+        diffusion_from_msd(time[:3], msd[:3])
+    with pytest.raises(ValueError, match='msd: needs at least 2 lag times'):
+        diffusion_from_msd(time[:1], msd[:1])
 
 
 def test_nernst_einstein_hand_value():

@@ -177,6 +177,37 @@ def test_generate_rattled_set_invalid(structure, count, stdev, max_strain, seed,
         generate_rattled_set(structure, orm.Int(count), orm.Float(stdev), orm.Float(max_strain), orm.Int(seed))
 
 
+def test_generate_rattled_set_per_species(structure):
+    args = (structure, orm.Int(2), orm.Float(0.03), orm.Float(0.02), orm.Int(9))
+    plain = generate_rattled_set(*args)
+    # Every species at ``stdev``: the very same structures as without per_species.
+    same = generate_rattled_set(*args, per_species=orm.Dict({'Cu': 0.03, 'P': 0.03, 'S': 0.03}))
+    for key in plain:
+        assert np.array_equal(same[key].get_ase().positions, plain[key].get_ase().positions)
+    # P still (0 would be refused: 1e-9 Å), Cu doubled, S at stdev: the same random numbers, scaled per atom.
+    scaled = generate_rattled_set(*args, per_species=orm.Dict({'P': 1e-9, 'Cu': 0.06}))
+    unrattled = generate_rattled_set(structure, orm.Int(2), orm.Float(0.0), orm.Float(0.02), orm.Int(9))
+    symbols = np.array(structure.get_ase().get_chemical_symbols())
+    factor = np.select([symbols == 'P', symbols == 'Cu'], [1e-9 / 0.03, 2.0], 1.0)[:, None]
+    for key in plain:
+        base = unrattled[key].get_ase().positions
+        expected = base + (plain[key].get_ase().positions - base) * factor
+        assert np.allclose(scaled[key].get_ase().positions, expected, atol=1e-12)
+    assert _creator_input(scaled['structure_000'], 'per_species').get_dict() == {'P': 1e-9, 'Cu': 0.06}
+
+
+@pytest.mark.parametrize(('per_species', 'field'), [
+    ({'Li': 0.05}, 'per_species.Li'),
+    ({'P': 0.0}, 'per_species.P'),
+    ({'S': -0.02}, 'per_species.S'),
+    ({'S': 'big'}, 'per_species.S'),
+])
+def test_generate_rattled_set_per_species_invalid(structure, per_species, field):
+    with pytest.raises(ValueError, match=f'^{field}'):
+        generate_rattled_set(structure, orm.Int(1), orm.Float(0.03), orm.Float(0.0), orm.Int(0),
+                             per_species=orm.Dict(per_species))
+
+
 def test_build_argyrodite_structure_defaults():
     out = build_argyrodite_structure()
     assert out.get_formula() == 'Cu28P4S24'
@@ -193,6 +224,11 @@ def test_build_argyrodite_structure_other_species():
         orm.Float(9.86), orm.Str('Li'), free_anions=orm.List(['Cl', 'S']), n_mobile=orm.Int(24)
     )
     assert out.get_formula() == 'Cl4Li24P4S20'
+    assert np.allclose(out.get_ase().positions,
+                       build_argyrodite(9.86, mobile='Li', free_anions=('Cl', 'S'), n_mobile=24).positions)
+    li7 = build_argyrodite_structure(orm.Float(9.99), orm.Str('Li'), mobile_sites=orm.List(['48h', '16e']))
+    assert li7.get_formula() == 'Li28P4S24'
+    assert _creator_input(li7, 'mobile_sites').get_list() == ['48h', '16e']
 
 
 @pytest.mark.parametrize(
@@ -201,6 +237,8 @@ def test_build_argyrodite_structure_other_species():
         ({'lattice_parameter': 6.0}, 'lattice_parameter'),
         ({'mobile': 'Qq'}, 'mobile'),
         ({'free_anions': ['S']}, 'free_anions'),
+        ({'mobile_sites': ['24h']}, 'mobile_sites'),
+        ({'mobile': 'Li'}, 'lattice_parameter'),  # Li7PS6 on 48h only: two Li of a pair 1.8 Å apart
     ],
 )
 def test_build_argyrodite_structure_invalid(kwargs, field):

@@ -235,14 +235,14 @@ def test_examples_load(name):
 def test_quickstart_example_attributes():
     config = load_config(EXAMPLES / 'quickstart.yaml')
     assert config.material.builder.kind == 'zincblende' and config.material.builder.a == 5.35
-    assert config.dft.protocol == 'fast' and config.dft.overrides == {'kpoints_distance': 1.5}
+    assert config.dft.protocol == 'fast' and config.dft.overrides['kpoints_distance'] == 1.5
     assert config.stages.seed.rattle.count == 4 and config.stages.test_set.fraction == 0.25
     assert config.stages.active_learning.mtp.level == 6
     assert config.stages.active_learning.nep.committee_size == 2
     assert config.families() == ['mtp', 'nep'] and config.md_families() == ['mtp', 'nep']
     assert config.computers.dft.code_label == 'pw' and config.computers.dft.computer_label == 'localhost'
-    assert config.seed_label_count() == 4
-    assert config.expected_dft_calls() == 4 + 2 + 2
+    assert config.seed_label_count() == 4 + 10  # rattled + every one of 10 AIMD steps
+    assert config.expected_dft_calls() == 1 + 14 + 2 + 2  # relax, seed, one iteration of 2 labels per family
     (atoms,) = config.start_structures()
     assert atoms.get_chemical_formula() == 'Cu3PS4' and atoms.pbc.all()
 

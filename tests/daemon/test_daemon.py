@@ -41,26 +41,93 @@ def check_report(report):
     assert report['max_force_error'] < 1e-8
 
 
-def test_quickstart_on_embedded_profile(isolated_env, tmp_path):
-    """The README quickstart: sqlite + ZeroMQ, daemon, real pw.x; then the acceptance queries."""
+def _kill_and_restart(profile, env) -> int:
+    """SIGKILL every process of the profile's daemon (circus, workers, the ZeroMQ broker), then start it again."""
+    killed = int(run([sys.executable, '-c', 'import sys; from aiida_mlcampaign.setup.daemon import '
+                      'sigkill_daemon_processes as k; print(k(sys.argv[1]))', profile], env=env).strip())
+    run(['aiida-mlcampaign', 'daemon', 'start', '-p', profile], env=env)
+    return killed
+
+
+#: The quickstart's campaign, slimmed for the suite (fewer labels, steps and generations; every stage kept).
+SLIM = (('max_steps: 4', 'max_steps: 2'), ('count: 4', 'count: 3'), ('      steps: 10\n', '      steps: 6\n'),
+        ('generations: 200', 'generations: 100'), ('steps: 400', 'steps: 200'))
+
+
+def slim_quickstart(tmp_path) -> pathlib.Path:
+    from aiida_mlcampaign.cli.quickstart import quickstart_config_path
+
+    text = quickstart_config_path().read_text()
+    for old, new in SLIM:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = tmp_path / 'campaign.yaml'
+    path.write_text(text)
+    return path
+
+
+#: Lines of the quickstart's progress after which the daemon is killed: while the seed labels and the AIMD run,
+#: and while the NEP's active learning runs (the MTP's loop finished: its labels are in the pool).
+KILL_AT = ('stage seed:', 'stage active_learning: nep')
+
+
+def test_quickstart_campaign_survives_daemon_kills(tmp_path):
+    """The README quickstart is the campaign (sqlite + ZeroMQ, daemon, real pw.x, motep and neppo). The daemon is
+    SIGKILLed twice mid-campaign and started again; the campaign finishes with no DFT label computed twice and
+    none lost, both potentials trained, the report written; status, query and cost work on it running and
+    finished."""
+    from tests.daemon.conftest import daemon_env
+
+    env = daemon_env(tmp_path, 'pw.x', 'motep', 'neppo')
     profile = 'mlcampaign-quickstart'
+    report_dir = tmp_path / 'report'
+    process = subprocess.Popen(['aiida-mlcampaign', 'quickstart', '-o', str(report_dir), '--config',
+                                str(slim_quickstart(tmp_path))], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    lines, kills, pk, running_status = [], [], None, None
     try:
-        output = run(['aiida-mlcampaign', 'quickstart', '--iterations', '1'], env=isolated_env)
-        assert 'stop reason: max_iterations' in output and 'force RMSE test' in output
-        assert 'TrainingSetData PK' in output
-        pk = int(re.search(r'TrainingSetData PK\s+(\d+)', output).group(1))
-        status = verdi(profile, 'status', env=isolated_env)
-        assert 'sqlite' in status.lower()
-        processes = verdi(profile, 'process', 'list', '-a', '-p', '1', env=isolated_env)
-        assert 'DftLabelWorkChain' in processes and 'Finished [0]' in processes
-        report = json.loads(run([sys.executable, str(HERE / 'submit_and_check.py'), profile, str(tmp_path),
-                                 '--quickstart-pk', str(pk)], env=isolated_env).strip().splitlines()[-1])
-        check_report(report)
-        # A second setup reuses everything instantly.
-        again = run(['aiida-mlcampaign', 'setup', '--profile', profile], env=isolated_env)
+        for line in process.stdout:
+            lines.append(line)
+            match = re.search(r'CampaignWorkChain<(\d+)>', line)
+            if match and pk is None:
+                pk = int(match.group(1))
+            if len(kills) < len(KILL_AT) and KILL_AT[len(kills)] in line:
+                if running_status is None:
+                    running_status = run(['aiida-mlcampaign', 'campaign', 'status', '-p', profile, str(pk)], env=env)
+                    for command in ('cost', 'query'):
+                        run(['aiida-mlcampaign', 'campaign', command, '-p', profile, str(pk)], env=env)
+                kills.append(_kill_and_restart(profile, env))
+        assert process.wait(timeout=1500) == 0, ''.join(lines)
+        output = ''.join(lines)
+        print(output)
+        assert len(kills) == 2 and all(killed >= 2 for killed in kills), (kills, output)
+        assert 'stage seed' in running_status and 'running' in running_status
+        for word in ('stage done', 'report:', 'campaign status', 'daemon stop', f'campaign query  -p {profile} {pk}'):
+            assert word in output, word
+        check = json.loads(run([sys.executable, str(HERE / 'campaign_check.py'), profile, str(pk)],
+                               env=env).strip().splitlines()[-1])
+        print(check)
+        assert check['finished_ok'], check
+        assert check['labelled_twice'] == [] and check['scf_labels'] == check['distinct_scf_structures'], check
+        assert check['unfinished_or_failed_scf'] == [], check
+        # none lost: every seed frame and every label a loop added is in the training or the test set
+        assert check['frames'] == check['seed_frames'] + check['labels_added'], check
+        assert check['labels_added'] >= 1 and check['pw_behind_training_set'] >= check['scf_labels'] - 1, check
+        assert check['potentials'] == {'mtp': 'MtpPotentialData', 'nep': 'NepPotentialData'}, check
+        assert all(check['trained'].values()), check
+        for figure in ('parity', 'speed'):
+            assert figure in check['figures'], check
+        assert (report_dir / 'report.html').is_file() and (report_dir / 'report.md').is_file()
+        assert len(list((report_dir / 'figures').glob('*.png'))) == len(check['figures'])
+        for command in ('status', 'cost', 'query'):
+            text = run(['aiida-mlcampaign', 'campaign', command, '-p', profile, str(pk)], env=env)
+            assert str(pk) in text or 'pw' in text, (command, text)
+        again = run(['aiida-mlcampaign', 'setup', '--profile', profile], env=env)
         assert '(reused)' in again
     finally:
-        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
+        if process.poll() is None:
+            process.kill()
+        subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=env, capture_output=True, check=False)
 
 
 def drop_database(name):

@@ -269,3 +269,14 @@ def test_reader_streams_block_by_block():
     reader = read_cfg(lines(), ['Cu'])
     assert next(reader).energy == -1.0
     assert len(consumed) == len(block) - 1
+
+
+def test_values_that_overflow_their_column_are_read():
+    """motep writes fixed-width columns: a young MTP's stress (1e5 eV) runs into its neighbour, as it did in a
+    quickstart campaign (``97870.10277-189990.43589``); the numbers are still read one by one."""
+    text = VALID.replace('    0 0 0 0 0 0\n', '   -128421.89814   97870.10277-189990.43589-29629.90362-35826.39263'
+                                             '   31719.65894\n')
+    text = text.replace('    1 0 0 0 0 0 0 0\n', '    1 0 0 0 0 12345.12345-23456.54321 0\n')
+    (frame,) = read_cfg(io.StringIO(text), ['Cu'])
+    assert frame.forces[0].tolist() == [12345.12345, -23456.54321, 0.0]
+    assert frame.stress is not None

@@ -8,6 +8,7 @@ import pytest
 from ase.neighborlist import neighbor_list
 
 from aiida_mlcampaign.structures.argyrodite import (
+    MOBILE_SITES,
     build_argyrodite,
     check_pair_distances,
     pair_minimum_distances,
@@ -104,7 +105,7 @@ def test_ordering_independent_of_lattice_parameter(cu7ps6):
     [
         ({'a': 10.9, 'mobile': 'Ag', 'anion': 'Se'}, 'Ag28P4Se24', ('P', 'Se')),
         ({'a': 10.1, 'anion': 'Se'}, 'Cu28P4Se24', ('P', 'Se')),
-        ({'a': 9.99, 'mobile': 'Li'}, 'Li28P4S24', ('P', 'S')),
+        ({'a': 9.99, 'mobile': 'Li', 'mobile_sites': ('48h', '16e')}, 'Li28P4S24', ('P', 'S')),
         ({'a': 9.86, 'mobile': 'Li', 'free_anions': ('Cl', 'S'), 'n_mobile': 24}, 'Cl4Li24P4S20', ('P', 'S')),
         ({'a': 10.3, 'mobile': 'Ag', 'center': 'As'}, 'Ag28As4S24', ('As', 'S')),
     ],
@@ -158,3 +159,90 @@ def test_select_mobile_sites_simple():
     assert np.linalg.norm(delta) == pytest.approx(0.5)
     with pytest.raises(ValueError, match='^n_mobile'):
         select_mobile_sites(pool, 5)
+
+
+# ------------------------------------------------------------------------------------------ Li argyrodites
+
+# Minimum distances (Å) of Li6PS5Cl (a = 9.86 Å, Li on 48h), as documented in the module.
+LI6PS5CL_MINIMA = {('Li', 'Li'): 2.217, ('Li', 'S'): 2.416, ('Cl', 'Li'): 2.563, ('Li', 'P'): 3.617,
+                   ('P', 'S'): 2.049}
+
+
+@pytest.fixture(scope='module')
+def li6ps5cl():
+    return build_argyrodite(9.86, mobile='Li', free_anions=('Cl', 'S'), n_mobile=24)
+
+
+def test_li6ps5cl_li_on_48h_not_on_the_24g_saddle(li6ps5cl):
+    assert li6ps5cl.get_chemical_formula() == 'Cl4Li24P4S20'
+    symbols = np.array(li6ps5cl.get_chemical_symbols())
+    assert Counter(li6ps5cl.arrays['wyckoff'][symbols == 'Li'].tolist()) == {'48h': 24}
+    frac = li6ps5cl.get_scaled_positions()[symbols == 'Li']
+    # Every Li is on the orbit of (0.317, 0.317, 0.024) = (0.183, 0.183, 0.024): two equal coordinates
+    # x or 1 - x (mod 1/2), the third z or -z (mod 1/2) near 0.024.
+    folded = np.minimum(np.mod(frac, 0.5), 0.5 - np.mod(frac, 0.5))
+    for row in np.sort(folded, axis=1):
+        assert row == pytest.approx([0.024, 0.183, 0.183], abs=1e-6)
+
+
+def test_li6ps5cl_shortest_distances_per_pair(li6ps5cl):
+    minima = pair_minimum_distances(li6ps5cl)
+    for pair, expected in LI6PS5CL_MINIMA.items():
+        assert minima[pair] == pytest.approx(expected, abs=2e-3), pair
+    assert minima[('Li', 'Li')] > 1.9
+    assert minima[('Li', 'S')] > 2.2 and minima[('Cl', 'Li')] > 2.2
+    assert check_pair_distances(li6ps5cl) == minima
+
+
+def test_li6ps5cl_one_li_per_48h_pair_and_tetrahedral(li6ps5cl):
+    symbols = np.array(li6ps5cl.get_chemical_symbols())
+    li = li6ps5cl.get_scaled_positions()[symbols == 'Li']
+    # The 24 face-sharing 48h pairs meet at the 24g sites: each pair holds exactly one Li.
+    from aiida_mlcampaign.structures.argyrodite import _cubic_distance_matrix, _orbit
+
+    saddles = _orbit((0.0, 0.25, 0.25))
+    near = _cubic_distance_matrix(saddles, li) < 0.1  # the pair's sites are 0.095 a from their face
+    assert near.sum(axis=1).tolist() == [1] * 24
+    i, j, d = neighbor_list('ijd', li6ps5cl, 2.7)
+    for k in np.flatnonzero(symbols == 'Li'):
+        anions = [s for s in symbols[j[i == k]].tolist() if s in ('S', 'Cl')]
+        assert sorted(anions) == ['Cl', 'S', 'S', 'S']
+
+
+def test_li6ps5cl_other_seed_equally_good(li6ps5cl):
+    other = build_argyrodite(9.86, mobile='Li', free_anions=('Cl', 'S'), n_mobile=24, seed=5)
+    assert pair_minimum_distances(other)[('Li', 'Li')] == pytest.approx(LI6PS5CL_MINIMA[('Li', 'Li')], abs=2e-3)
+
+
+def test_li7ps6_needs_more_than_48h():
+    with pytest.raises(ValueError, match='Li-Li .* mobile sites'):
+        build_argyrodite(9.99, mobile='Li')  # 28 Li on 24 pairs: some pair doubled at 1.89 Å
+    atoms = build_argyrodite(9.99, mobile='Li', mobile_sites=['16e', '48h'])
+    symbols = np.array(atoms.get_chemical_symbols())
+    assert Counter(atoms.arrays['wyckoff'][symbols == 'Li'].tolist()) == {'48h': 20, '16e': 8}
+    assert pair_minimum_distances(atoms)[('Li', 'Li')] > 2.2
+
+
+def test_mobile_sites_choose_the_pool(cu7ps6):
+    # Cu keeps the three-site pool; naming it (in any order) changes nothing.
+    same = build_argyrodite(mobile_sites=('16e', '48h', '24g'))
+    assert np.array_equal(same.positions, cu7ps6.positions)
+    # The three-site pool puts Li6PS5Cl's Li on the 24g saddles: what the Li default avoids.
+    saddle = build_argyrodite(9.86, mobile='Li', free_anions=('Cl', 'S'), n_mobile=24, mobile_sites=MOBILE_SITES,
+                              xz_48h=(0.32, 0.02))
+    assert set(saddle.arrays['wyckoff'][np.array(saddle.get_chemical_symbols()) == 'Li']) == {'24g'}
+    # Cu on 48h only, if asked.
+    only_48h = build_argyrodite(n_mobile=24, mobile_sites=['48h'])
+    assert set(only_48h.arrays['wyckoff'][np.array(only_48h.get_chemical_symbols()) == 'Cu']) == {'48h'}
+
+
+@pytest.mark.parametrize('bad', [(), '48h', ('24h',), ('48h', '48h'), (48,), 5])
+def test_invalid_mobile_sites(bad):
+    with pytest.raises(ValueError, match='^mobile_sites'):
+        build_argyrodite(mobile_sites=bad)
+
+
+@pytest.mark.parametrize('bad', [(0.3,), 0.3, 'ab', (0.3, 'x')])
+def test_invalid_xz_48h(bad):
+    with pytest.raises(ValueError, match='^xz_48h'):
+        build_argyrodite(xz_48h=bad)

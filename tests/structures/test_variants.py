@@ -14,8 +14,10 @@ from aiida_mlcampaign.structures.variants import (
     check_structure,
     closest_pair,
     minimum_distance,
+    nearest_neighbour_distances,
     random_strains,
     rattle,
+    species_rattle_amplitudes,
     strain,
     strain_matrix,
     supercell,
@@ -63,6 +65,82 @@ def test_rattle_zero_and_invalid(cu7ps6):
         rattle(cu7ps6, 0.01, seed=-3)
     with pytest.raises(ValueError, match='^seed'):
         rattle(cu7ps6, 0.01, seed=1.5)
+
+
+def test_rattle_per_atom_stdev(cu7ps6):
+    n = len(cu7ps6)
+    # A per-atom array of one value draws the very same numbers as the scalar.
+    assert np.array_equal(rattle(cu7ps6, np.full(n, 0.05), seed=4).positions, rattle(cu7ps6, 0.05, seed=4).positions)
+    unit = rattle(cu7ps6, 1.0, seed=4).positions - cu7ps6.positions
+    stdev = np.where(np.array(cu7ps6.get_chemical_symbols()) == 'P', 0.0, 0.07)
+    stdev[0] = 0.2
+    disp = rattle(cu7ps6, list(stdev), seed=4).positions - cu7ps6.positions
+    assert np.allclose(disp, unit * stdev[:, None], rtol=0, atol=1e-12)
+    assert np.all(disp[stdev == 0] == 0)
+
+
+@pytest.mark.parametrize('bad', [[0.1, 0.1], np.full((56, 3), 0.1), np.r_[np.full(55, 0.1), -0.1],
+                                 np.r_[np.full(55, 0.1), np.nan], ['a'] * 56])
+def test_rattle_per_atom_invalid(cu7ps6, bad):
+    with pytest.raises(ValueError, match='^stdev'):
+        rattle(cu7ps6, bad, seed=0)
+
+
+def test_nearest_neighbour_distances(cu7ps6):
+    nearest = nearest_neighbour_distances(cu7ps6)
+    _, dist = get_distances(cu7ps6.positions, cell=cu7ps6.cell, pbc=True)
+    np.fill_diagonal(dist, np.inf)
+    assert np.allclose(nearest, dist.min(axis=1))
+    # Own periodic images count; a lone atom of a molecule has no neighbour.
+    assert nearest_neighbour_distances(bulk('Cu', 'fcc', a=3.61)) == pytest.approx([3.61 / math.sqrt(2)])
+    assert nearest_neighbour_distances(Atoms('Cu', positions=[[0, 0, 0]])).tolist() == [math.inf]
+    assert nearest_neighbour_distances(Atoms('Cu2', positions=[[0, 0, 0], [0, 0, 12.0]])) == pytest.approx([12, 12])
+
+
+def test_species_rattle_amplitudes(cu7ps6):
+    # Cu7PS6 (a = 9.65 Å): P-S 2.006 Å, Cu-S 2.220 Å.
+    assert species_rattle_amplitudes(cu7ps6, 0.05) == pytest.approx({'Cu': 0.05, 'P': 0.05, 'S': 0.05})
+    wide = species_rattle_amplitudes(cu7ps6, 0.2)
+    assert wide == pytest.approx({'Cu': 0.035 * 2.220, 'P': 0.035 * 2.006, 'S': 0.035 * 2.006}, abs=1e-4)
+    assert list(wide) == ['Cu', 'P', 'S']
+    assert species_rattle_amplitudes(cu7ps6, 0.2, {'Cu': 0.3}, bond_fraction=0.02) == pytest.approx(
+        {'Cu': 0.3, 'P': 0.02 * 2.006, 'S': 0.02 * 2.006}, abs=1e-4)
+    assert species_rattle_amplitudes(Atoms('Cu', positions=[[0, 0, 0]]), 0.1) == {'Cu': 0.1}
+
+
+def test_species_rattle_amplitudes_keep_bonds_physical(cu7ps6):
+    """One 0.1 Å amplitude shortens P-S to ~1.6 Å in a few copies; the per-species one keeps it above 1.7 Å."""
+    symbols = np.array(cu7ps6.get_chemical_symbols())
+    amplitudes = species_rattle_amplitudes(cu7ps6, 0.1)
+    per_atom = np.array([amplitudes[s] for s in symbols])
+    p, s = np.flatnonzero(symbols == 'P'), np.flatnonzero(symbols == 'S')
+
+    def shortest_ps(stdev):
+        values = []
+        for seed in range(40):
+            atoms = rattle(cu7ps6, stdev, seed)
+            _, dist = get_distances(atoms.positions[p], atoms.positions[s], cell=atoms.cell, pbc=True)
+            values.append(dist.min())
+        return min(values)
+
+    assert shortest_ps(per_atom) > 1.7
+    assert shortest_ps(0.1) < shortest_ps(per_atom)
+
+
+@pytest.mark.parametrize(('kwargs', 'field'), [
+    ({'amplitude': -0.1}, 'amplitude'),
+    ({'amplitude': float('nan')}, 'amplitude'),
+    ({'bond_fraction': 0.0}, 'bond_fraction'),
+    ({'per_species': {'Li': 0.1}}, 'per_species.Li'),
+    ({'per_species': {'P': 0.0}}, 'per_species.P'),
+    ({'per_species': {'P': -0.1}}, 'per_species.P'),
+    ({'per_species': {'P': 'a'}}, 'per_species.P'),
+    ({'per_species': [('P', 0.1)]}, 'per_species'),
+])
+def test_species_rattle_amplitudes_invalid(cu7ps6, kwargs, field):
+    kwargs = {'amplitude': 0.05, **kwargs}
+    with pytest.raises(ValueError, match=f'^{field}'):
+        species_rattle_amplitudes(cu7ps6, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ strain

@@ -162,19 +162,22 @@ class Campaign(_Model):
 
 
 class ArgyroditeBuilder(_Model):
-    """Ordered 56-atom cubic argyrodite ``mobile``7 ``center`` ``anion``6 (``structures.argyrodite``)."""
+    """Ordered cubic argyrodite (``structures.argyrodite``): 56-atom ``mobile``7 ``center`` ``anion``6, or with a
+    ``halide`` the 52-atom ``mobile``6 ``center`` ``anion``5 ``halide`` (Li6PS5Cl: halide and anion share the free
+    anion sites, the mobile ion on half the 48h sites)."""
 
     kind: t.Literal['argyrodite']
     lattice_parameter: PositiveFloat = 9.65
     mobile: Element = 'Cu'
     center: Element = 'P'
     anion: Element = 'S'
+    halide: Element | None = None
 
     def elements(self) -> list[str]:
-        return sorted({self.mobile, self.center, self.anion})
+        return sorted({self.mobile, self.center, self.anion} | ({self.halide} if self.halide else set()))
 
     def natoms(self) -> int:
-        return 56
+        return 52 if self.halide else 56
 
     def cell(self) -> np.ndarray:
         return np.eye(3) * self.lattice_parameter
@@ -182,6 +185,9 @@ class ArgyroditeBuilder(_Model):
     def build(self):
         from aiida_mlcampaign.structures.argyrodite import build_argyrodite
 
+        if self.halide:
+            return build_argyrodite(self.lattice_parameter, mobile=self.mobile, center=self.center, anion=self.anion,
+                                    free_anions=(self.halide, self.anion), n_mobile=24)
         return build_argyrodite(self.lattice_parameter, mobile=self.mobile, center=self.center, anion=self.anion)
 
 
@@ -448,6 +454,7 @@ class CampaignConfig(_Model):
     _base_dir: pathlib.Path = PrivateAttr(default_factory=pathlib.Path.cwd)
     _warnings: list = PrivateAttr(default_factory=list)
     _atoms: list = PrivateAttr(default_factory=list)
+    _preloaded: list | None = PrivateAttr(None)
 
     # -------------------------------------------------------------------------------------------- provenance
     @property
@@ -774,11 +781,13 @@ def load_config(path: str | pathlib.Path) -> CampaignConfig:
 
 
 def parse_config(data: dict, source: str = '<dict>', lines: dict | None = None,
-                 base_dir: str | pathlib.Path | None = None) -> CampaignConfig:
+                 base_dir: str | pathlib.Path | None = None, atoms: list | None = None) -> CampaignConfig:
     """Check ``data`` (what the YAML file holds) and return the configuration.
 
     ``lines`` maps paths (tuples of keys and indices) to lines, as :func:`load_config` makes them; ``base_dir``
-    resolves relative structure paths (default: the working directory).
+    resolves relative structure paths (default: the working directory). ``atoms`` (ase Atoms, one per entry of
+    ``material.structures``) stand for the structure files, which are then not read: a campaign work chain checks
+    its stored config against its ``structures`` inputs, wherever the files are.
     """
     lines = lines or {}
     if data is None:
@@ -794,6 +803,7 @@ def parse_config(data: dict, source: str = '<dict>', lines: dict | None = None,
     config._source = source
     config._lines = dict(lines)
     config._base_dir = pathlib.Path(base_dir) if base_dir is not None else pathlib.Path.cwd()
+    config._preloaded = None if atoms is None else list(atoms)
     problems = _consistency_problems(config)
     errors = [problem for problem in problems if problem.severity == 'error']
     if errors:
@@ -1205,7 +1215,13 @@ def _check_material(config: CampaignConfig, error) -> None:
         from aiida_mlcampaign.structures.variants import check_structure
 
         resolved, atoms_list = [], []
-        for index, name in enumerate(material.structures):
+        if config._preloaded is not None:
+            if len(config._preloaded) != len(material.structures):
+                error('material.structures', f'names {len(material.structures)} file(s) but '
+                                             f'{len(config._preloaded)} structure(s) were given')
+                return
+            resolved, atoms_list = list(material.structures), list(config._preloaded)
+        for index, name in enumerate(material.structures if config._preloaded is None else []):
             path = f'material.structures[{index}]'
             file = pathlib.Path(name).expanduser()
             file = file if file.is_absolute() else config.base_dir / file

@@ -13,6 +13,8 @@ Voigt order xx yy zz yz xz xy. Only ``numpy`` and :mod:`.frames` are imported (n
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -258,7 +260,7 @@ def _parse_atom_data(block: _Block, columns: list[str]) -> dict[str, list[str]]:
     data = {name: [] for name in columns}
     for _ in range(block.size):
         line = block.required('AtomData')
-        values = line.split()
+        values = _fields(line, len(columns))
         if len(values) != len(columns):
             raise block.error(
                 f'AtomData: row has {len(values)} values for {len(columns)} columns '
@@ -269,10 +271,25 @@ def _parse_atom_data(block: _Block, columns: list[str]) -> dict[str, list[str]]:
     return data
 
 
+_NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?')
+
+
+def _fields(line: str, expected: int) -> list[str]:
+    """The whitespace-separated fields of ``line``, or, when they are not ``expected`` many, its numbers read one
+    after the other: mlip-2 and motep write fixed-width columns (``%14.5f``), and a value too wide for its column
+    (the stress of a young potential, 1e5 eV) runs into its neighbour (``97870.10277-189990.43589``)."""
+    values = line.split()
+    if len(values) != expected:
+        numbers = _NUMBER.findall(line)
+        if len(numbers) == expected and ''.join(numbers) == ''.join(values):
+            return numbers
+    return values
+
+
 def _parse_stress(block: _Block, names: list[str], field: str) -> np.ndarray:
     if sorted(names) != sorted(_VOIGT):
         raise block.error(f'{field}: expected the six names xx yy zz yz xz xy, got {names}')
-    values = block.required(field).split()
+    values = _fields(block.required(field), 6)
     if len(values) != 6 or not all(_is_float(v) for v in values):
         raise block.error(f'{field}: expected 6 numbers, got {values}')
     matrix = np.zeros((3, 3))

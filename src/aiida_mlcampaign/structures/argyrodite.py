@@ -1,4 +1,4 @@
-"""Ordered 56-atom model of the cubic argyrodite A7BX6 (Cu7PS6 by default).
+"""Ordered conventional-cell model of the cubic argyrodites A7BX6 (Cu7PS6 by default) and A6BX5Y (Li6PS5Cl).
 
 Pure ASE/numpy; no AiiDA import.
 
@@ -19,12 +19,13 @@ A (``mobile``, Cu)    mixed    see below               28 of the partially occup
 ====================  =======  ======================  ===========================================
 
 In Cu7PS6 (= Cu7(PS4)S2) and Ag8GeS6 both free-anion sites (4a and 4c) hold S; for a
-Li6PS5Cl-like model pass ``free_anions=('Cl', 'S')``.
+Li6PS5Cl model pass ``mobile='Li', free_anions=('Cl', 'S'), n_mobile=24``.
 
-Mobile-cation sites
--------------------
+Mobile-cation sites (Cu, Ag)
+----------------------------
 In the disordered high-temperature phase the A cations are smeared over three kinds of voids of
-the anion framework. The candidate pool used here puts one site at the centre of each void (the
+the anion framework. The candidate pool used here for Cu, Ag and every element but Li (for Li see
+"Which sites the mobile cation takes" below) puts one site at the centre of each void (the
 values below are for the default x(16e) = 0.62; distances at a = 9.65 Å):
 
 * 24g (x, 1/4, 1/4), x = 0.02: centre of the triangle S(4c) + 2 S(16e); trigonal planar,
@@ -64,6 +65,36 @@ P-P      6.824     1.800
 
 P has exactly four S at 2.006 Å (regular PS4 tetrahedra; P-X = sqrt(3) (x(16e) - 1/2) a, so raise
 x(16e) or ``a`` for a longer bond).
+
+Which sites the mobile cation takes (``mobile_sites``)
+-------------------------------------------------------
+The pool above is right for Cu and Ag, which sit in the trigonal 24g sites as well as in the
+tetrahedra (Cu7PS6, Ag8GeS6: 24g/48h mixed, see the references above). It is wrong for Li: in the Li
+argyrodites Li6PS5X (X = Cl, Br, I), Li occupies the **48h** tetrahedra (x, x, z),
+x ~ 0.18, z ~ 0.02 (Deiseroth et al., Angew. Chem. Int. Ed. 47 (2008) 755; Kraft et al., J. Am.
+Chem. Soc. 139 (2017) 10909), 24 Li on 48 sites in Li6PS5X. The 24g site is the shared face of a 48h
+pair, the saddle point of the Li jump between them, and a max-min search over the whole pool puts all
+24 Li there (Li-S 2.27 Å, 3-coordinate): a transition-state structure, not the ground state. The
+candidate sites are therefore chosen per element (:data:`DEFAULT_MOBILE_SITES`, overridable with
+``mobile_sites``): Li -> 48h only, with (x, z) = (0.317, 0.024) (:data:`DEFAULT_48H_PARAMETERS`, the
+orbit of the literature's (0.183, 0.183, 0.024)); every other element -> 24g + 48h + 16e as above.
+The two sites of a 48h pair are 0.19 a (1.87 Å) apart, so 24 Li take exactly one site of each pair.
+
+Li6PS5Cl (``build_argyrodite(9.86, mobile='Li', free_anions=('Cl', 'S'), n_mobile=24)``), minimum
+distances per pair involving Li (Å); every Li is tetrahedral: S(4c) 2.42, 2 S(16e) 2.49, Cl(4a) 2.56:
+
+=======  ========
+pair     min (Å)
+=======  ========
+Li-Li    2.217
+Li-S     2.416
+Li-Cl    2.563
+Li-P     3.617
+P-S      2.049
+=======  ========
+
+28 Li (Li7PS6) cannot all be on 48h without doubling a pair (Li-Li 1.89 Å, refused by the distance
+check); ``mobile_sites=('48h', '16e')`` gives 20 on 48h and 8 on 16e, Li-Li 2.25 Å at a = 9.99 Å.
 """
 
 from __future__ import annotations
@@ -94,6 +125,18 @@ DEFAULT_SITE_PARAMETERS = {
     'x_16e_mobile': 0.86,  # mobile 16e (x, x, x), tetrahedral around the 4a anion
 }
 
+#: The mobile-cation sites a builder can fill, in pool order.
+MOBILE_SITES = ('24g', '48h', '16e')
+#: Mobile sites when ``mobile_sites`` is not given: per element, else :data:`MOBILE_SITES` (all three).
+#: Li: the 48h tetrahedra only (Li6PS5X: Li on 48h, x ~ 0.18, z ~ 0.02 in the 4a/4c-anion setting
+#: used here ~ (0.32, 0.32, 0.02); Deiseroth et al., Angew. Chem. Int. Ed. 47 (2008) 755; Kraft et al.,
+#: J. Am. Chem. Soc. 139 (2017) 10909); 24g is the trigonal saddle between two 48h, a transition state for Li.
+#: Cu, Ag and the rest: the 24g/48h/16e pool of the Cu/Ag argyrodites (Kuhs et al. 1979; Gaudin et al. 2000).
+DEFAULT_MOBILE_SITES = {'Li': ('48h',)}
+#: 48h parameters (x, z) when ``xz_48h`` is not given: per element, else ``DEFAULT_SITE_PARAMETERS['xz_48h']``.
+#: Li: (0.317, 0.024), the same orbit as the literature's (0.183, 0.183, 0.024) of Li6PS5Cl.
+DEFAULT_48H_PARAMETERS = {'Li': (0.317, 0.024)}
+
 
 def _validate_symbol(field: str, symbol) -> str:
     if not isinstance(symbol, str) or symbol not in atomic_numbers or atomic_numbers[symbol] == 0:
@@ -109,6 +152,20 @@ def _validate_fraction(field: str, value) -> float:
     if not math.isfinite(value):
         raise ValueError(f'{field}: must be finite, got {value}')
     return value
+
+
+def _validate_mobile_sites(sites) -> tuple[str, ...]:
+    """``sites`` as a tuple in pool order (:data:`MOBILE_SITES`); ``ValueError`` naming ``mobile_sites``."""
+    if (isinstance(sites, str) or not isinstance(sites, (list, tuple)) or not sites
+            or not all(isinstance(site, str) for site in sites)):
+        raise ValueError(f'mobile_sites: expected a non-empty list of sites out of {list(MOBILE_SITES)}, '
+                         f'got {sites!r}')
+    unknown = [site for site in sites if site not in MOBILE_SITES]
+    if unknown:
+        raise ValueError(f'mobile_sites: unknown site(s) {unknown}; known: {list(MOBILE_SITES)}')
+    if len(set(sites)) != len(sites):
+        raise ValueError(f'mobile_sites: a site is repeated in {list(sites)}')
+    return tuple(site for site in MOBILE_SITES if site in sites)
 
 
 def _orbit(position) -> np.ndarray:
@@ -291,7 +348,8 @@ def check_pair_distances(atoms: Atoms, factor: float = 0.8, floor: float = 1.8) 
         if value < threshold:
             raise ValueError(
                 f'structure: minimum {sa}-{sb} distance {value:.3f} Å is below the threshold {threshold:.3f} Å '
-                f'(max({floor}, {factor} x sum of covalent radii)); check the lattice parameter and site parameters'
+                f'(max({floor}, {factor} x sum of covalent radii)); check the lattice parameter, the site parameters '
+                f'and the mobile sites'
             )
     return minima
 
@@ -306,8 +364,9 @@ def build_argyrodite(
     n_mobile: int = 28,
     x_16e: float = DEFAULT_SITE_PARAMETERS['x_16e'],
     x_24g: float = DEFAULT_SITE_PARAMETERS['x_24g'],
-    xz_48h: tuple[float, float] = DEFAULT_SITE_PARAMETERS['xz_48h'],
+    xz_48h: tuple[float, float] | None = None,
     x_16e_mobile: float = DEFAULT_SITE_PARAMETERS['x_16e_mobile'],
+    mobile_sites: tuple[str, ...] | None = None,
     seed: int = 0,
     distance_factor: float = 0.8,
     distance_floor: float = 1.8,
@@ -315,13 +374,20 @@ def build_argyrodite(
     """Ordered conventional-cell argyrodite ``mobile``7 ``center`` ``anion``6 (Cu28P4S24 by default).
 
     :param a: cubic lattice parameter in Å (Cu7PS6: ~9.65 Å; Ag7PSe6: ~10.9 Å; Cu7PSe6: ~10.1 Å).
-    :param mobile: species of the mobile cation A, ordered over 24g/48h/16e (see module docstring).
+    :param mobile: species of the mobile cation A, ordered over ``mobile_sites`` (see module docstring).
     :param center: species B on 4b, centre of the BX4 tetrahedra.
     :param anion: species X on 16e (the BX4 tetrahedra); also the default free anion.
     :param free_anions: species on (4a, 4c); default ``(anion, anion)``.
-    :param n_mobile: number of A atoms in the cell (28 for A7BX6; 32 would be A8BX6 and usually fails
-        the distance check with this pool).
-    :param x_16e, x_24g, xz_48h, x_16e_mobile: free Wyckoff parameters.
+    :param n_mobile: number of A atoms in the cell (28 for A7BX6, 24 for Li6PS5Cl-like A6BX5Y; 32 would be
+        A8BX6 and usually fails the distance check with this pool).
+    :param x_16e, x_24g, xz_48h, x_16e_mobile: free Wyckoff parameters. ``xz_48h`` defaults per element
+        (:data:`DEFAULT_48H_PARAMETERS`: Li (0.317, 0.024)), else (0.32, 0.02).
+    :param mobile_sites: the Wyckoff sites the A atoms may occupy, a subset of ``('24g', '48h', '16e')``.
+        Default per element (:data:`DEFAULT_MOBILE_SITES`): Li ``('48h',)``, the tetrahedral sites of the
+        Li argyrodites (24g, the face between two 48h tetrahedra, is the saddle of Li hopping); every other
+        element the three-site pool of the Cu/Ag argyrodites. With 48h only, 24 A atoms take one site of
+        each 48h pair (the pair is 0.19 a apart); more (Li7PS6: 28) must double some pairs and fail the
+        distance check: pass e.g. ``mobile_sites=('48h', '16e')``.
     :param seed: seed of the deterministic ordering search; different seeds may give different,
         equally good orderings.
     :param distance_factor, distance_floor: every pair must be at least
@@ -345,11 +411,15 @@ def build_argyrodite(
         raise ValueError(f'n_mobile: expected an integer, got {n_mobile!r}')
     x_16e = _validate_fraction('x_16e', x_16e)
     x_24g = _validate_fraction('x_24g', x_24g)
-    if len(xz_48h) != 2:
+    if xz_48h is None:
+        xz_48h = DEFAULT_48H_PARAMETERS.get(mobile, DEFAULT_SITE_PARAMETERS['xz_48h'])
+    if isinstance(xz_48h, str) or not hasattr(xz_48h, '__len__') or len(xz_48h) != 2:
         raise ValueError(f'xz_48h: expected (x, z), got {xz_48h!r}')
     x_48h = _validate_fraction('xz_48h', xz_48h[0])
     z_48h = _validate_fraction('xz_48h', xz_48h[1])
     x_16e_mobile = _validate_fraction('x_16e_mobile', x_16e_mobile)
+    sites = _validate_mobile_sites(DEFAULT_MOBILE_SITES.get(mobile, MOBILE_SITES) if mobile_sites is None
+                                   else mobile_sites)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f'seed: expected a non-negative integer, got {seed!r}')
 
@@ -359,11 +429,12 @@ def build_argyrodite(
         ('4a', free_4a, _orbit((0.0, 0.0, 0.0))),
         ('4c', free_4c, _orbit((0.25, 0.25, 0.25))),
     ]
-    pool_parts = [
-        ('24g', _orbit((x_24g, 0.25, 0.25))),
-        ('48h', _orbit((x_48h, x_48h, z_48h))),
-        ('16e', _orbit((x_16e_mobile,) * 3)),
-    ]
+    orbits = {
+        '24g': lambda: _orbit((x_24g, 0.25, 0.25)),
+        '48h': lambda: _orbit((x_48h, x_48h, z_48h)),
+        '16e': lambda: _orbit((x_16e_mobile,) * 3),
+    }
+    pool_parts = [(label, orbits[label]()) for label in sites]
     pool = np.vstack([part for _, part in pool_parts])
     pool_labels = [label for label, part in pool_parts for _ in range(len(part))]
     chosen = select_mobile_sites(pool, int(n_mobile), seed=int(seed))
