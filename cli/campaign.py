@@ -87,14 +87,9 @@ def validate_command(filename, profile_name):
     """Check the campaign file FILENAME and print the plan; with -p also the preflight against the profile."""
     config = load_or_exit(filename)
     if profile_name is not None:
-        from aiida import load_profile
-
         from aiida_mlcampaign.setup.campaign_preflight import preflight
 
-        try:
-            profile = load_profile(profile_name, allow_switch=True)
-        except Exception as exception:  # noqa: BLE001 - aiida raises several kinds for a missing profile
-            raise click.ClickException(f'profile {profile_name!r}: {exception}') from exception
+        profile = load_profile_or_exit(profile_name)
         problems = preflight(config, profile)
         echo_problems(problems, config.source)
         errors = [problem for problem in problems if problem.severity == 'error']
@@ -108,9 +103,15 @@ def validate_command(filename, profile_name):
 
 
 def load_profile_or_exit(profile_name: str | None):
-    """Load ``profile_name`` (the default profile when None) or exit with its problem in words."""
-    from aiida import load_profile
+    """Load ``profile_name`` or exit with its problem in words.
 
+    Without a name the profile already loaded in this process is kept (a test's, or ``verdi -p``'s), else the
+    default one: switching profiles closes the storage that every loaded node still points to."""
+    from aiida import load_profile
+    from aiida.manage import get_manager
+
+    if profile_name is None and get_manager().get_profile() is not None:
+        return get_manager().get_profile()
     try:
         return load_profile(profile_name, allow_switch=True)
     except Exception as exception:  # noqa: BLE001 - aiida raises several kinds for a missing profile

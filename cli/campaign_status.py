@@ -166,7 +166,7 @@ def render_status(status: dict) -> str:
     elapsed = f'elapsed {_duration(status["elapsed_seconds"])}'
     if status.get('projected_seconds'):
         elapsed += f', projected total {_duration(status["projected_seconds"])} (crude: the plan\'s core-hours)'
-    lines.append(elapsed + f'; DFT labels computed: {status["dft_labels"]}')
+    lines.append(elapsed + f'; pw.x runs finished: {status["dft_labels"]}')
     for family, entry in status['families'].items():
         lines.append('')
         stop = f'; stop: {entry["stop_reason"]}' if entry['stop_reason'] else ''

@@ -162,7 +162,6 @@ class CampaignWorkChain(CrashSafeSteps, WorkChain):
                               help='Every figure of the study (parity, RDF, VDOS, MSD, Arrhenius, speed), PNG.')
         spec.output('report', valid_type=orm.Dict,
                     help='Every number of the study and its warnings (mlcampaign.campaign.report).')
-        spec.exit_code(310, 'ERROR_INVALID_STRUCTURE', message='Structure {key}: {why}')
         spec.exit_code(401, 'ERROR_RELAX_FAILED', message='The relaxation of {key} failed: {why}')
         spec.exit_code(402, 'ERROR_SEED_FAILED', message='The seed stage failed: {why}')
         spec.exit_code(403, 'ERROR_LEARNING_FAILED', message='Active learning of {family} failed: {why}')

@@ -6,18 +6,38 @@ from ase import Atoms
 from tests.helpers import local_codes, require_executable
 
 
+#: Nodes made once per storage: ``aiida_profile_clean`` (used by tests in other folders that pytest-xdist may run
+#: on the same worker in between) resets the storage, and a node kept from before points to a closed one.
+_PER_STORAGE: dict = {}
+
+
+def once_per_storage(key: str, make):
+    from aiida.manage import get_manager
+
+    storage = get_manager().get_profile_storage()
+    cached = _PER_STORAGE.get(key)
+    if cached is None or cached[0] is not storage:
+        _PER_STORAGE[key] = (storage, make())
+    return _PER_STORAGE[key][1]
+
+
 @pytest.fixture(scope='session')
+def _workchain_scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp('workchain-scratch')
+
+
+@pytest.fixture
 def pw_code(aiida_profile, tmp_path_factory):
-    return local_codes(tmp_path_factory, 'pw.x')['pw.x']
+    return once_per_storage('pw.x', lambda: local_codes(tmp_path_factory, 'pw.x')['pw.x'])
 
 
-@pytest.fixture(scope='session')
-def pseudo_family(aiida_profile, tmp_path_factory):
+@pytest.fixture
+def pseudo_family(aiida_profile, _workchain_scratch):
     require_executable('ld1.x')
     from aiida_mlcampaign.setup.pseudos import install_pseudo_family
 
-    return install_pseudo_family(label='mlcampaign-test-CuPS', elements=['Cu', 'P', 'S'],
-                                 cache_dir=tmp_path_factory.mktemp('pseudo-cache'))
+    return once_per_storage('CuPS', lambda: install_pseudo_family(
+        label='mlcampaign-test-CuPS', elements=['Cu', 'P', 'S'], cache_dir=_workchain_scratch / 'pseudo-cache'))
 
 
 def cu2s2(rattle=0.0, seed=0, a=4.1, shift=None):

@@ -118,3 +118,12 @@ def test_every_stage_has_a_place(stage):
     from aiida_mlcampaign.workchains.campaign import STAGES
 
     assert stage in STAGES
+
+
+def test_arrhenius_defaults_to_the_most_mobile_species():
+    from aiida_mlcampaign.workchains.campaign import _most_mobile, _t
+
+    results = {'600': {'species': {'Cu': {'D_A2_per_ps': 0.1}, 'S': {'D_A2_per_ps': 0.3}}},
+               '900': {'species': {'Cu': {'D_A2_per_ps': 0.9}, 'S': {'D_A2_per_ps': 0.2}}}}
+    assert _most_mobile(results) == 'Cu'  # at the hottest temperature
+    assert _t(612.5) == '612p5' and _t(600.0) == '600'
