@@ -43,7 +43,7 @@ cli.add_command(structures_cli, name='structures')
 @click.option('--broker-user', default='guest', show_default=True, help='RabbitMQ user.')
 @click.option('--broker-password', default='guest', show_default=True, help='RabbitMQ password.')
 @click.option('--pseudo-family', default=DEFAULT_FAMILY, show_default=True, help='Label of the pseudopotential family.')
-@click.option('--elements', default='', help='Comma-separated elements for the family (default: all supported).')
+@click.option('--elements', default='', help='Comma-separated elements for the family (default: those of the existing family, else all supported).')
 @click.option('--skip-pseudos', is_flag=True, help='Do not generate or install pseudopotentials.')
 @click.option('--mpiprocs', type=int, default=None, help='Default MPI ranks per machine on localhost (default: cores).')
 def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_password, db_name, db_superuser,
@@ -74,10 +74,13 @@ def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_p
         click.secho(f'warning   pw.x uses reference BLAS ({blas}); install libopenblas0-serial (about 6x faster)',
                     fg='yellow')
     if not skip_pseudos:
-        from aiida_mlcampaign.setup.pseudos import install_pseudo_family
+        from aiida_mlcampaign.setup.pseudos import PseudoFamilyConflictError, install_pseudo_family
 
         chosen = [e.strip() for e in elements.split(',') if e.strip()] or None
-        family = install_pseudo_family(label=pseudo_family, elements=chosen)
+        try:
+            family = install_pseudo_family(label=pseudo_family, elements=chosen)
+        except PseudoFamilyConflictError as exception:
+            raise click.ClickException(f'--pseudo-family: {exception}') from exception
         click.echo(f'pseudos   {family.label}: {len(family.nodes)} elements, default stringency '
                    f'{family.get_default_stringency()}')
     click.echo(f'ready: aiida-mlcampaign daemon start 2 -p {profile.name}')

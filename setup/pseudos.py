@@ -121,8 +121,8 @@ def install_pseudo_family(
     survive). Otherwise the family is created with ``CutoffsPseudoPotentialFamily.create_from_folder`` and gets the
     ``low``/``normal``/``high`` cutoffs of :func:`family_cutoffs` in Ry, ``normal`` being the default stringency.
 
-    :param elements: default all of :func:`available_elements`; pass a subset for a smaller family (use another
-        label: a label holds one set of elements).
+    :param elements: default all of :func:`available_elements`, or the elements of the existing family ``label``;
+        pass a subset for a smaller family (use another label: a label holds one set of elements).
     :raises PseudoFamilyConflictError: if ``label`` exists with other content or is not a cutoffs family.
     :return: the ``CutoffsPseudoPotentialFamily``.
     """
@@ -133,15 +133,20 @@ def install_pseudo_family(
     cutoffs_family_cls = GroupFactory('pseudo.family.cutoffs')
     upf_cls = DataFactory('pseudo.upf')
 
+    try:
+        family = orm.Group.collection.get(label=label)
+    except NotExistent:
+        family = None
+    if family is not None and elements is None and isinstance(family, cutoffs_family_cls):
+        # No elements asked for: the family as it is (a campaign made it with its own elements) is reused and
+        # checked, rather than refused for lacking the elements of the full default set.
+        elements = sorted(pseudo.element for pseudo in family.nodes)
+
     pseudo_set = build_pseudopotential_set(
         elements, cache_dir, variants=variants, ld1_executable=ld1_executable, threshold_ry=threshold_ry
     )
     stringencies = family_cutoffs(pseudo_set.cutoffs)
 
-    try:
-        family = orm.Group.collection.get(label=label)
-    except NotExistent:
-        family = None
     if family is not None:
         if not isinstance(family, cutoffs_family_cls):
             raise PseudoFamilyConflictError(

@@ -31,10 +31,10 @@ def fixtures_dir() -> pathlib.Path:
 #: four start at once on four workers and the rest go to the first worker that is free.
 LONGEST_FIRST = (
     'tests/daemon/test_nep_loop.py::',
-    'tests/daemon/test_daemon_restart.py::test_embedded',
-    'tests/daemon/test_active_learning.py::',
-    'tests/daemon/test_daemon_restart.py::test_production',
     'tests/daemon/test_daemon.py::test_quickstart',
+    'tests/daemon/test_active_learning.py::',
+    'tests/daemon/test_daemon_restart.py::test_embedded',
+    'tests/daemon/test_daemon_restart.py::test_production',
     'tests/daemon/',
 )
 

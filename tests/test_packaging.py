@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,9 +31,15 @@ LOAD_ALL_ENTRY_POINTS = textwrap.dedent('''
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):
+    # Built from a private copy of the tree: xdist may run this module's tests in several workers at once, and
+    # setuptools builds in the source folder (build/, *.egg-info), so two builds there race and one fails.
+    source = tmp_path_factory.mktemp('source') / 'tree'
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns('.git', 'build', 'dist', '*.egg-info', '__pycache__',
+                                                                '.pytest_cache', '.venv', 'venv', '.aiida*'))
     outdir = tmp_path_factory.mktemp('dist')
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(outdir), str(ROOT)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(outdir), str(source)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
     return next(outdir.glob('aiida_mlcampaign-*.whl'))
 
 

@@ -101,7 +101,7 @@ def test_quickstart_campaign_survives_daemon_kills(tmp_path):
         output = ''.join(lines)
         print(output)
         assert len(kills) == 2 and all(killed >= 2 for killed in kills), (kills, output)
-        assert 'stage seed' in running_status and 'running' in running_status
+        assert '[>] seed' in running_status and re.search(r'<\d+>: (running|waiting)', running_status), running_status
         for word in ('stage done', 'report:', 'campaign status', 'daemon stop', f'campaign query  -p {profile} {pk}'):
             assert word in output, word
         check = json.loads(run([sys.executable, str(HERE / 'campaign_check.py'), profile, str(pk)],

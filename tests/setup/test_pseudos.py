@@ -344,6 +344,9 @@ def test_install_pseudo_family(aiida_profile_clean, ld1x, pseudo_cache):
     assert subset.get_pseudo('Cu').pk == family.get_pseudo('Cu').pk
     assert subset.get_recommended_cutoffs(elements=('Cu', 'P', 'S'), unit='Ry') == (45.0, 360.0)
 
+    # asked again with no elements (``aiida-mlcampaign setup`` after a campaign made it): reused as it is
+    assert pseudos.install_pseudo_family('test-CuPS', None, pseudo_cache, ld1_executable=ld1x).pk == subset.pk
+
     with pytest.raises(pseudos.PseudoFamilyConflictError, match='choose another label'):
         pseudos.install_pseudo_family('test-CuPS', ['Cu', 'P'], pseudo_cache, ld1_executable=ld1x)
     orm.Group(label='plain-group').store()

@@ -26,7 +26,8 @@ def filled(path, tmp_path):
 
 
 def test_templates_are_valid_yaml_with_placeholders_marked():
-    for path in TEMPLATES.glob('*.yaml'):
+    # campaign-*.yaml are campaign configs, checked against the campaign schema in tests/cli
+    for path in [*TEMPLATES.glob('computer-*.yaml'), *TEMPLATES.glob('code-*.yaml')]:
         content = yaml.safe_load(path.read_text())
         assert 'label' in content
         if 'slurm' in path.name:
