@@ -43,7 +43,8 @@ cli.add_command(structures_cli, name='structures')
 @click.option('--broker-user', default='guest', show_default=True, help='RabbitMQ user.')
 @click.option('--broker-password', default='guest', show_default=True, help='RabbitMQ password.')
 @click.option('--pseudo-family', default=DEFAULT_FAMILY, show_default=True, help='Label of the pseudopotential family.')
-@click.option('--elements', default='', help='Comma-separated elements for the family (default: those of the existing family, else all supported).')
+@click.option('--elements', default='',
+              help='Comma-separated elements for the family (default: those of the existing family, else all).')
 @click.option('--skip-pseudos', is_flag=True, help='Do not generate or install pseudopotentials.')
 @click.option('--mpiprocs', type=int, default=None, help='Default MPI ranks per machine on localhost (default: cores).')
 def setup_command(profile_name, storage, broker, db_host, db_port, db_user, db_password, db_name, db_superuser,
