@@ -20,6 +20,22 @@ pytest_plugins = ['aiida.tools.pytest_fixtures']
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
 
+@pytest.fixture(autouse=True)
+def _aiida_logging_as_before():
+    """A ``verdi`` command run in this process (click's CliRunner) sets aiida's CLI logging globals and reconfigures
+    logging without the database handler, so the process reports of every later test on this worker would go
+    unstored (``orm.Log`` empty). Put both back after such a test."""
+    yield
+    from aiida.common import log
+
+    if log.CLI_ACTIVE is None and log.CLI_LOG_LEVEL is None:
+        return
+    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
+    from aiida.manage import get_manager
+
+    log.configure_logging(with_orm=get_manager().get_profile() is not None)
+
+
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     return FIXTURES

@@ -2,7 +2,7 @@
 
 (a) the embedded layout (core.sqlite_dos + aiida-core's ZeroMQ broker), exercised here through the README
 quickstart command itself, and (b) the production layout (core.psql_dos on PostgreSQL + RabbitMQ on
-127.0.0.1), in ``test_daemon_restart.py``, whose ``dft.label`` runs through 5 kills of the daemon. Each runs
+127.0.0.1), in ``test_daemon_restart.py``, whose ``dft.label`` runs through 3 kills of the daemon. Each runs
 in its own AIIDA_PATH and process, as a user would. Under CI=true a missing service fails the test instead of
 skipping it.
 """
@@ -51,7 +51,8 @@ def _kill_and_restart(profile, env) -> int:
 
 #: The quickstart's campaign, slimmed for the suite (fewer labels, steps and generations; every stage kept).
 SLIM = (('max_steps: 4', 'max_steps: 2'), ('count: 4', 'count: 3'), ('      steps: 10\n', '      steps: 5\n'),
-        ('generations: 200', 'generations: 60'), ('steps: 400', 'steps: 200'))
+        ('generations: 200', 'generations: 60'), ('steps: 400', 'steps: 200'),
+        ('temperatures: [600, 900]   # K', 'temperatures: [600]   # K'))
 
 
 def slim_quickstart(tmp_path) -> pathlib.Path:

@@ -1,6 +1,6 @@
 """A daemon killed with SIGKILL (every process: circus, workers, the broker) comes back with one command.
 
-``aiida-mlcampaign daemon start`` after each of 5 kills in a row, on the embedded profile (sqlite + aiida-core's
+``aiida-mlcampaign daemon start`` after each of 3 kills in a row, on the embedded profile (sqlite + aiida-core's
 ZeroMQ broker) and on the production profile (PostgreSQL + RabbitMQ): a work chain queued before each kill must
 finish, and a ``dft.label`` running through the first kills must finish with one pw.x per structure and nothing
 left unfinished. Figures are printed for the README (pytest -s).
@@ -18,7 +18,7 @@ from tests.helpers import require_service
 
 pytestmark = [pytest.mark.daemon, pytest.mark.pw, pytest.mark.timeout(1500)]
 SCRIPT = str(HERE / 'restart_script.py')
-KILLS = 5
+KILLS = 3
 
 
 def check(env, profile, zeromq):
@@ -39,7 +39,7 @@ def check(env, profile, zeromq):
     return result
 
 
-def test_embedded_daemon_survives_5_sigkills(isolated_env):
+def test_embedded_daemon_survives_3_sigkills(isolated_env):
     profile = 'mlcampaign-restart'
     try:
         run(['aiida-mlcampaign', 'setup', '--profile', profile, '--mpiprocs', '1', '--elements', 'Cu,S'],
@@ -49,7 +49,7 @@ def test_embedded_daemon_survives_5_sigkills(isolated_env):
         subprocess.run(['verdi', '-p', profile, 'daemon', 'stop'], env=isolated_env, capture_output=True, check=False)
 
 
-def test_production_daemon_survives_5_sigkills(isolated_env, tmp_path):
+def test_production_daemon_survives_3_sigkills(isolated_env, tmp_path):
     """Also the production layout itself: storage and broker as `setup` reports them and `verdi status` shows
     them, and the dft.label that ran through the kills queried back from its TrainingSetData to each pw.x."""
     require_service('PostgreSQL', '127.0.0.1', 5432)

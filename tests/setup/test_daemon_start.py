@@ -1,6 +1,6 @@
 """``setup.daemon``: a dead ZeroMQ broker's files are removed before a start, a live broker's never.
 
-(The start itself, 5 SIGKILLs in a row on both profiles, is ``tests/daemon/test_daemon_restart.py``.)
+(The start itself, 3 SIGKILLs in a row on both profiles, is ``tests/daemon/test_daemon_restart.py``.)
 """
 
 import json
