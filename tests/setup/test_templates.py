@@ -26,7 +26,8 @@ def filled(path, tmp_path):
 
 
 def test_templates_are_valid_yaml_with_placeholders_marked():
-    # campaign-*.yaml are campaign configs, checked against the campaign schema in tests/cli
+    # campaign-*.yaml is the quickstart's campaign config: tests/workchains/test_campaign.py checks it equals
+    # examples/quickstart.yaml, which tests/campaign/test_config.py validates against the campaign schema
     for path in [*TEMPLATES.glob('computer-*.yaml'), *TEMPLATES.glob('code-*.yaml')]:
         content = yaml.safe_load(path.read_text())
         assert 'label' in content
