@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from aiida_mlcampaign.cli.campaign import campaign_cli
+from aiida_mlcampaign.cli.cluster import cluster_cli
 from aiida_mlcampaign.cli.daemon import daemon_cli
 from aiida_mlcampaign.cli.data import data_cli
 from aiida_mlcampaign.cli.structures import structures_cli
@@ -19,6 +20,7 @@ def cli():
 
 
 cli.add_command(campaign_cli, name='campaign')
+cli.add_command(cluster_cli, name='cluster')
 cli.add_command(daemon_cli, name='daemon')
 cli.add_command(data_cli, name='data')
 cli.add_command(structures_cli, name='structures')

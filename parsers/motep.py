@@ -19,9 +19,23 @@ class _MotepParser(PluginParser):
         if text is None:
             return None, self.exit('ERROR_MISSING_STDOUT')
         try:
-            return read_motep_log(text), None
+            log = read_motep_log(text)
         except ValueError as exception:
             return None, self.exit('ERROR_UNREADABLE_STDOUT', detail=f'no error table: {exception}')
+        # motep prints nan for a quantity the frames lack (stresses of molecules or of frames without a stress):
+        # the database stores no NaN, so such an error is None, 'not measured'
+        log['errors'] = {key: _finite(value) for key, value in log['errors'].items()}
+        return log, None
+
+
+def _finite(value):
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 class MotepTrainParser(_MotepParser):
@@ -63,10 +77,14 @@ class MotepEvaluateParser(_MotepParser):
         name = self.node.process_class._PREDICTIONS
         if name not in self.retrieved.base.repository.list_object_names():
             return self.exit('ERROR_MISSING_OUTPUT_FILE', filename=name)
-        species = self.node.inputs.potential.species
+        reference = self.node.inputs.frames
+        # motep writes the predictions with its own type numbering, not the potential's: types in the order the
+        # elements first appear in the frames (motep.io.mlip.cfg._get_species). Read them back in that order.
+        species = []
+        for frame in reference.iter_frames():
+            species.extend(symbol for symbol in dict.fromkeys(frame.symbols) if symbol not in species)
         with self.retrieved.base.repository.open(name) as handle:
             frames = list(read_cfg(handle, species))
-        reference = self.node.inputs.frames
         for frame, info in zip(frames, reference.iter_frames()):
             frame.info = {key: value for key, value in info.info.items() if key in ('source_uuid', 'origin')}
         self.out('predictions', TrainingSetData.from_frames(frames, species=reference.species))

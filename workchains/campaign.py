@@ -256,6 +256,8 @@ class CampaignWorkChain(CrashSafeSteps, WorkChain):
             self.inputs.codes.dft, structures, protocol=dft.protocol, overrides={'dft': dict(dft.overrides)},
             options=self._options('dft'), pseudo_family=dft.pseudo_family)
         builder.max_concurrent = orm.Int(self.config.computers.dft.max_concurrent)
+        # ... and for every DFT work chain of the campaign together (seed labels and AIMD, AL labels) on that computer
+        builder.max_concurrent_on_computer = orm.Int(self.config.computers.dft.max_concurrent)
         builder.max_failed_fraction = orm.Float(dft.max_failed_fraction)
         builder.min_distance = orm.Float(dft.min_distance)
         return builder
@@ -298,7 +300,7 @@ class CampaignWorkChain(CrashSafeSteps, WorkChain):
             overrides={**loop, family: overrides}, pseudo_family=self.config.dft.pseudo_family,
             options=self._options('dft'), temperatures=temperatures, test_set=self.ctx.get('test_set'))
         label = self._label_builder(dict(self.ctx.structures))
-        for key in LABEL_INPUTS:
+        for key in (*LABEL_INPUTS, 'max_concurrent_on_computer'):
             setattr(builder.label, key, label[key])
         namespace = builder[family]
         for sub, role in (('train', f'{family}_train'), ('explore', 'explore')):
@@ -402,6 +404,7 @@ class CampaignWorkChain(CrashSafeSteps, WorkChain):
                         self.inputs.codes.dft, structure, temperature=temperature, steps=aimd.steps,
                         protocol=self.config.dft.protocol, overrides=overrides, options=self._options('dft'),
                         pseudo_family=self.config.dft.pseudo_family)
+                    builder.max_concurrent_on_computer = orm.Int(self.config.computers.dft.max_concurrent)
                     builder.metadata.call_link_label = label
                     futures[label] = self.submit_builder(builder)
             words.append(f'AIMD at {", ".join(f"{t:g}" for t in aimd.temperatures)} K')

@@ -136,7 +136,11 @@ class DftAimdWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain):
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
-            while_(cls.has_steps_left)(cls.run_segment, cls.inspect_segment),
+            while_(cls.has_steps_left)(
+                while_(cls.no_dft_slot)(cls.wait_for_dft_slot),
+                cls.run_segment,
+                cls.inspect_segment,
+            ),
             cls.collect,
         )
         spec.output('training_set', valid_type=TrainingSetData, help='Kept frames with energy, forces, stress, T.')

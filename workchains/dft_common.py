@@ -187,6 +187,33 @@ def physics_of(calculation) -> dict:
     return result
 
 
+def _validate_computer_limit(value, _):
+    if value is not None and value.value < 1:
+        return f'max_concurrent_on_computer: must be at least 1, got {value.value}'
+
+
+#: Process states of a process that holds (or will hold) a job on its computer.
+ACTIVE_STATES = ('created', 'waiting', 'running')
+PW_BASE_PROCESS_TYPE = 'aiida.workflows:quantumespresso.pw.base'
+
+
+def active_pw_processes(computer) -> list:
+    """The PwBaseWorkChains of the whole profile that have not terminated and whose pw.x code is on ``computer``,
+    oldest first.
+
+    Why PwBaseWorkChains and not CalcJobs: a PwBaseWorkChain's node exists from the moment it is submitted, its
+    CalcJob only a step later; counting the work chains, two DFT work chains deciding in the same daemon round both
+    see the other's submission, so the limit holds."""
+    query = orm.QueryBuilder()
+    query.append(orm.Computer, filters={'id': computer.pk}, tag='computer')
+    query.append(orm.AbstractCode, with_computer='computer', tag='code')
+    query.append(orm.WorkflowNode, with_incoming='code', edge_filters={'label': 'pw__code'}, project='*',
+                 filters={'process_type': PW_BASE_PROCESS_TYPE,
+                          'attributes.process_state': {'in': list(ACTIVE_STATES)}})
+    query.order_by({orm.WorkflowNode: {'ctime': 'asc'}})
+    return [node for (node,) in query.iterall()]
+
+
 class DftWorkChainMixin(PluginProtocolMixin):
     """Inputs, protocol file and builder steps that the DFT work chains share."""
 
@@ -202,6 +229,38 @@ class DftWorkChainMixin(PluginProtocolMixin):
                    help='SCF threshold per atom in Ry; conv_thr = value * number of atoms, the same for every frame.')
         spec.input('origin', valid_type=orm.Str, default=lambda: orm.Str(origin),
                    help='Tag stored with every frame (e.g. "rattle", "al-iter-02").')
+        spec.input('max_concurrent_on_computer', valid_type=orm.Int, required=False,
+                   validator=_validate_computer_limit,
+                   help='At most this many pw.x calculations (PwBaseWorkChains of any process of the profile) on '
+                        "the code's computer at once: this work chain waits for a free slot before it submits. "
+                        'The campaign sets it from computers.dft.max_concurrent, a limit for all its DFT together.')
+
+    # ------------------------------------------------------------------------------- computer-wide throttling
+    def _computer_limit(self) -> int | None:
+        return self.inputs.max_concurrent_on_computer.value if 'max_concurrent_on_computer' in self.inputs else None
+
+    def dft_slots(self) -> int | None:
+        """Free pw.x slots on the DFT computer now (None: no computer-wide limit)."""
+        limit = self._computer_limit()
+        if limit is None:
+            return None
+        return max(0, limit - len(active_pw_processes(self.inputs.dft.pw.code.computer)))
+
+    def no_dft_slot(self) -> bool:
+        """Outline condition: the computer-wide limit is reached."""
+        return self.dft_slots() == 0
+
+    def wait_for_dft_slot(self):
+        """Wait until the oldest pw.x process on the computer terminates (whoever launched it), then look again."""
+        from aiida.engine import ToContext
+
+        computer = self.inputs.dft.pw.code.computer
+        active = active_pw_processes(computer)
+        if not active:
+            return None
+        self.report(f'computer {computer.label}: {len(active)} pw.x calculation(s) running or queued, the limit is '
+                    f'{self._computer_limit()}; waiting for {active[0].process_label}<{active[0].pk}> to finish')
+        return ToContext(slot_wait=active[0])
 
     @classmethod
     def _builder_with_dft(cls, code, structures, inputs: dict, pseudo_family, options):

@@ -86,7 +86,11 @@ class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain)
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
-            while_(cls.has_pending)(cls.submit_batch, cls.inspect_batch),
+            while_(cls.has_pending)(
+                while_(cls.no_dft_slot)(cls.wait_for_dft_slot),
+                cls.submit_batch,
+                cls.inspect_batch,
+            ),
             cls.collect,
         )
         spec.output('training_set', valid_type=TrainingSetData, help='One frame per successfully labelled structure.')
@@ -135,6 +139,9 @@ class DftLabelWorkChain(CrashSafeSteps, dft_common.DftWorkChainMixin, WorkChain)
 
     def submit_batch(self):
         count = self.inputs.max_concurrent.value
+        slots = self.dft_slots()
+        if slots is not None:  # 0 is impossible here: the outline waited for a slot
+            count = min(count, max(slots, 1))
         self.ctx.batch, self.ctx.pending = self.ctx.pending[:count], self.ctx.pending[count:]
         dft_inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='dft'))
         futures = {}

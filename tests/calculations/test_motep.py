@@ -77,3 +77,35 @@ def test_bad_inputs_are_refused(motep_code, copper_frames):
         builder.settings = orm.Dict({'forces_weight': -1.0})
     with pytest.raises(ValueError, match='settings: unknown key'):
         builder.settings = orm.Dict({'maxiter': 10})
+
+
+def test_predictions_keep_each_atom_species_whatever_the_atom_order(motep_code):
+    """motep numbers the types of the predictions it writes by first appearance in the frames (Cu before Au here),
+    not by the potential's species order (Au, Cu): read back in the potential's order, every Cu became Au (found on
+    NaCl, where Na comes first)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from aiida_mlcampaign.formats.mlip_cfg import Frame
+
+    frames = []
+    for i in range(6):
+        atoms = bulk('Cu', 'fcc', a=3.7, cubic=True)
+        atoms.symbols[2:] = 'Au'  # Cu first, then Au
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        frames.append(Frame(symbols=list(atoms.get_chemical_symbols()), positions=atoms.positions, cell=atoms.cell[:],
+                            pbc=(True, True, True), energy=atoms.get_potential_energy(), forces=atoms.get_forces()))
+    data = TrainingSetData.from_frames(frames, species=['Au', 'Cu']).store()
+    builder = MotepTrainCalculation.get_builder()
+    builder.code = motep_code
+    builder.potential = MtpPotentialData.from_template(2, ['Au', 'Cu'], min_dist=2.0, max_dist=5.0)
+    builder.training_set = data
+    builder.settings = orm.Dict({'max_iter': 20, 'seed': 3})
+    results, _ = run_get_node(builder)
+    evaluate = MotepEvaluateCalculation.get_builder()
+    evaluate.code, evaluate.potential, evaluate.frames = motep_code, results['potential'], data
+    results, node = run_get_node(evaluate)
+    assert node.is_finished_ok, node.exit_status
+    predicted = [list(frame.symbols) for frame in results['predictions'].iter_frames()]
+    assert predicted == [list(frame.symbols) for frame in data.iter_frames()]

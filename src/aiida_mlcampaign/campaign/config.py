@@ -1138,7 +1138,9 @@ def _consistency_problems(config: CampaignConfig) -> list[Problem]:
         needed['mtp_train'] = 'trains the MTPs of stages.active_learning.mtp'
     if 'nep' in given:
         needed['nep_train'] = 'trains the NEPs of stages.active_learning.nep'
-    if given:
+    learning = config.stages.active_learning
+    if any(getattr(learning, family).max_iterations > 0 for family in given):
+        # a family with max_iterations 0 is only fitted to the pool: nothing is explored
         needed['explore'] = 'runs the exploration MD of stages.active_learning'
     if md is not None:
         needed['md' if md.engine == 'cpu' else 'gpumd'] = f'runs stages.md (engine {md.engine})'
